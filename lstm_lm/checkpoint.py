@@ -1,0 +1,154 @@
+"""The run directory: everything needed to rebuild, evaluate, sample from and resume a run.
+
+    RUN_DIR/
+      config.yaml      the fully resolved config
+      tokenizer.json   the tokenizer (plain JSON)
+      model.pt         best weights by validation (a state dict of tensors)
+      checkpoint.pt    the latest weights, optimizer and trainer state, RNG state and hidden state, for --resume
+      run.json         what the run is: format version, status, sizes, best and final numbers
+      metrics.jsonl    one JSON record per line: progress, validation, test
+
+Tensors are saved with `torch.save` and read back only with `torch.load(weights_only=True)`, which refuses any
+pickle that would run code. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from . import __version__
+from .atomic import atomic_write_bytes, atomic_write_text
+from .config import Config, config_from_dict, config_to_yaml
+from .errors import UserError
+from .model import LanguageModel
+from .tokenizers import Tokenizer, tokenizer_from_dict, tokenizer_to_json
+
+FORMAT_VERSION = 1
+CONFIG, TOKENIZER, WEIGHTS, CHECKPOINT, RUN_INFO, METRICS = (
+    "config.yaml", "tokenizer.json", "model.pt", "checkpoint.pt", "run.json", "metrics.jsonl")
+
+
+@dataclass
+class LoadedRun:
+    directory: Path
+    config: Config
+    tokenizer: Tokenizer
+    model: LanguageModel
+    info: dict[str, Any]
+
+
+def save_tensors(path: Path, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_tensors(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
+        raise UserError(f"{path}: refused to load: it holds more than tensors and plain data "
+                        f"({first_line})") from None
+    except Exception as error:  # truncated or corrupted files raise a variety of errors
+        raise UserError(f"{path}: cannot read checkpoint ({type(error).__name__}: {error})") from None
+
+
+def model_weights(model: LanguageModel) -> dict[str, torch.Tensor]:
+    """The state dict without aliases: a tied decoder weight is stored once, under the embedding's name."""
+    seen: set[int] = set()
+    weights = {}
+    for name, tensor in model.state_dict().items():
+        if tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        weights[name] = tensor.detach().cpu()
+    return weights
+
+
+def load_model_weights(model: LanguageModel, weights: dict[str, torch.Tensor], where: Path) -> None:
+    expected = set(model_weights(model))
+    if set(weights) != expected:
+        missing, extra = sorted(expected - set(weights)), sorted(set(weights) - expected)
+        raise UserError(f"{where}: weights do not match the config (missing {missing[:3]}, unexpected "
+                        f"{extra[:3]})")
+    try:
+        model.load_state_dict(weights, strict=False)
+    except RuntimeError as error:
+        shape_line = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line),
+                          str(error).splitlines()[0])
+        raise UserError(f"{where}: weights do not match the config: {shape_line}") from None
+
+
+def write_run_files(directory: Path, config: Config, tokenizer: Tokenizer) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / CONFIG, config_to_yaml(config))
+    atomic_write_text(directory / TOKENIZER, tokenizer_to_json(tokenizer))
+
+
+def write_run_info(directory: Path, info: dict[str, Any]) -> None:
+    info = {"format_version": FORMAT_VERSION, "lstm_lm_version": __version__, **info}
+    atomic_write_text(directory / RUN_INFO, json.dumps(info, indent=2) + "\n")
+
+
+def read_run_info(directory: Path) -> dict[str, Any]:
+    path = directory / RUN_INFO
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found; is {directory} a run directory made by `lstm-lm train`?") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: cannot read ({error})") from None
+    version = info.get("format_version")
+    if version != FORMAT_VERSION:
+        raise UserError(f"{path}: run directory format {version!r}, but this lstm-lm reads format "
+                        f"{FORMAT_VERSION}")
+    return info
+
+
+def read_config(directory: Path) -> Config:
+    path = directory / CONFIG
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found") from None
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: invalid YAML ({error})") from None
+    return config_from_dict(raw, str(path))
+
+
+def read_tokenizer(directory: Path) -> Tokenizer:
+    path = directory / TOKENIZER
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: cannot read ({error})") from None
+    return tokenizer_from_dict(state, str(path))
+
+
+def load_run(directory: str | Path, device: torch.device, weights: str = WEIGHTS) -> LoadedRun:
+    """Rebuild config, tokenizer and model (best weights by default) from a run directory alone."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"{directory}: run directory not found")
+    info = read_run_info(directory)
+    config = read_config(directory)
+    tokenizer = read_tokenizer(directory)
+    model = LanguageModel(config.model, tokenizer.vocab_size)
+    path = directory / weights
+    state = load_tensors(path)
+    load_model_weights(model, state["model"] if weights == CHECKPOINT else state, path)
+    model.to(device).eval()
+    return LoadedRun(directory, config, tokenizer, model, info)

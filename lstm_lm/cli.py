@@ -1,0 +1,150 @@
+"""The `lstm-lm` command line: each command parses its options and calls one library function."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train multi-layer LSTM language models, measure them, sample from them, and test what "
+                       "they learned about syntax.")
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+settings = {"debug": False}
+
+DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
+
+
+def user_errors_exit(command: Callable) -> Callable:
+    """Turn a UserError into one line on stderr and exit status 2; Ctrl-C into status 130. --debug re-raises."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as error:
+            if settings["debug"]:
+                raise
+            stderr.print(f"[bold red]error:[/] {error}", markup=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            if settings["debug"]:
+                raise
+            stderr.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors.")) -> None:
+    settings["debug"] = debug
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@user_errors_exit
+def train(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory [default: runs/<config name>]."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
+    force: bool = typer.Option(False, "--force", help="Replace a run already in the run directory."),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+) -> None:
+    """Train a model. Trailing section.key=value arguments override the config, e.g. train.lr=0.5."""
+    from .config import load_config
+    from .train import train as run_training
+
+    overrides = list(ctx.args)
+    if device is not None:
+        overrides.append(f"train.device={device}")
+    if resume is not None:
+        if config is not None or out is not None:
+            raise UserError("--resume continues a run with its own config.yaml; it takes no --config or --out")
+        settings_file, run_dir = resume / "config.yaml", resume
+        if not settings_file.is_file():
+            raise UserError(f"{settings_file}: not found; is {resume} a run directory?")
+    else:
+        if config is None:
+            raise UserError("give a config with --config FILE.yaml (see configs/), or --resume RUN_DIR")
+        settings_file, run_dir = config, out or Path("runs") / config.stem
+    loaded = load_config(settings_file, overrides)
+    info = run_training(loaded, run_dir, resume=resume is not None, force=force,
+                        console=Console(highlight=False, soft_wrap=True))
+    if info["status"] == "interrupted":
+        raise typer.Exit(130)
+
+
+@app.command()
+@user_errors_exit
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `lstm-lm train`."),
+    split: str = typer.Option("test", "--split", help="valid or test split of the training corpus (or train)."),
+    file: Optional[Path] = typer.Option(None, "--file", help="Evaluate this text file instead of a split."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line of stdout."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Parallel streams."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+) -> None:
+    """Perplexity (and bits per character for character models) of the best weights."""
+    from .device import resolve_device
+    from .evaluate import evaluate_run
+
+    report = evaluate_run(run_dir, split, file, resolve_device(device), batch_size)
+    if as_json:
+        print(json.dumps(report))
+        return
+    line = f"{report['split']}: {report['tokens']:,} tokens | loss {report['loss']:.4f} | ppl {report['ppl']:.2f}"
+    if "bpc" in report:
+        line += f" | bpc {report['bpc']:.4f}"
+    print(line)
+
+
+@app.command()
+@user_errors_exit
+def sample(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `lstm-lm train`."),
+    prompt: str = typer.Option("", "--prompt", "-p", help="Text the sample continues."),
+    tokens: int = typer.Option(100, "--tokens", "-n", min=1, help="Tokens to generate per sample."),
+    temperature: float = typer.Option(1.0, "--temperature", "-t", min=0.0, help="0 is greedy."),
+    top_k: int = typer.Option(0, "--top-k", min=0, help="Keep only the k most likely tokens (0: all)."),
+    top_p: float = typer.Option(1.0, "--top-p", max=1.0,
+                                help="Keep the smallest set of tokens whose probability reaches p (0 < p <= 1)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="The same seed gives the same text."),
+    num_samples: int = typer.Option(1, "--num-samples", min=1, help="Independent samples to draw."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+) -> None:
+    """Generate text from a prompt, streamed as it is generated."""
+    from .checkpoint import load_run
+    from .device import resolve_device
+    from .generate import generate
+
+    if not 0 < top_p <= 1:
+        raise UserError(f"--top-p {top_p}: must be above 0 and at most 1")
+    target = resolve_device(device)
+    run = load_run(run_dir, target)
+    unknown = run.tokenizer.unknown_words(prompt)
+    if unknown:
+        stderr.print(f"warning: not in the vocabulary, read as <unk>: {', '.join(unknown)}")
+    prompt_ids = run.tokenizer.encode(prompt)
+    for index in range(num_samples):
+        if num_samples > 1:
+            print(f"--- sample {index + 1} ---")
+        sys.stdout.write(prompt)
+        shown = run.tokenizer.decode(prompt_ids)
+        ids = list(prompt_ids)
+        sample_seed = None if seed is None else seed + index
+        for token in generate(run.model, run.tokenizer, prompt_ids, tokens, temperature=temperature, top_k=top_k,
+                              top_p=top_p, seed=sample_seed, device=target):
+            ids.append(token)
+            text = run.tokenizer.decode(ids)
+            sys.stdout.write(text[len(shown):])
+            sys.stdout.flush()
+            shown = text
+        sys.stdout.write("\n")

@@ -1,0 +1,9 @@
+"""Errors a user can cause. The CLI prints their message as one line and exits non-zero, without a traceback."""
+
+
+class UserError(Exception):
+    """Bad input from the user: a config, a corpus, a run directory, an option. The message names the culprit."""
+
+
+class ConfigError(UserError):
+    """A config file or override that cannot be used."""

@@ -1,0 +1,74 @@
+"""Perplexity of a model on a token stream, and the `evaluate` command's library function."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import load_run
+from .data import IGNORE, evaluation_layout, read_splits, read_text
+from .errors import UserError
+from .model import LanguageModel
+
+
+@dataclass
+class Evaluation:
+    tokens: int
+    loss: float  # mean negative log-likelihood per token, in nats
+
+    @property
+    def ppl(self) -> float:
+        return math.exp(min(self.loss, 700.0))  # exp overflows past ~709
+
+    @property
+    def bpc(self) -> float:
+        return self.loss / math.log(2)
+
+
+@torch.inference_mode()
+def evaluate_layout(model: LanguageModel, inputs: torch.Tensor, targets: torch.Tensor, bptt: int,
+                    device: torch.device) -> Evaluation:
+    """Score (L, B) inputs against (L, B) targets window by window, carrying the hidden state down each column."""
+    was_training = model.training
+    model.eval()
+    hidden = model.init_hidden(inputs.size(1))
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for row in range(0, inputs.size(0), bptt):
+        tokens = inputs[row: row + bptt].to(device, non_blocking=True)
+        expected = targets[row: row + bptt].to(device, non_blocking=True)
+        losses, hidden = model(tokens, hidden, expected)  # (T, B), zero where IGNORE
+        total += losses.sum(dtype=torch.float64)
+    model.train(was_training)
+    count = int((targets != IGNORE).sum())
+    return Evaluation(tokens=count, loss=float(total) / count)
+
+
+def evaluate_ids(model: LanguageModel, ids: torch.Tensor, boundary_id: int | None, batch_size: int, bptt: int,
+                 device: torch.device) -> Evaluation:
+    inputs, targets = evaluation_layout(ids, batch_size, boundary_id)
+    return evaluate_layout(model, inputs, targets, bptt, device)
+
+
+def evaluate_run(run_dir: Path, split: str, file: Path | None, device: torch.device,
+                 batch_size: int | None = None) -> dict[str, Any]:
+    """The numbers `lstm-lm evaluate` prints: tokens, loss, perplexity (and bits per character)."""
+    run = load_run(run_dir, device)
+    if file is not None:
+        text, name = read_text(file, run.config.data.encoding), str(file)
+    else:
+        if split not in ("train", "valid", "test"):
+            raise UserError(f"--split {split}: expected train, valid or test")
+        text, name = read_splits(run.config.data)[split], split
+    ids = torch.tensor(run.tokenizer.encode_corpus(text), dtype=torch.int64)
+    if ids.numel() == 0:
+        raise UserError(f"{name}: no tokens to evaluate")
+    result = evaluate_ids(run.model, ids, run.tokenizer.boundary_id,
+                          batch_size or run.config.train.eval_batch_size, run.config.train.bptt, device)
+    report: dict[str, Any] = {"split": name, "tokens": result.tokens, "loss": result.loss, "ppl": result.ppl}
+    if run.tokenizer.kind == "char":
+        report["bpc"] = result.bpc
+    return report
