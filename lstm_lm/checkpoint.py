@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,12 +56,12 @@ def load_tensors(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: file not found")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
-        raise UserError(f"{path}: refused to load: it holds more than tensors and plain data "
-                        f"({first_line})") from None
-    except Exception as error:  # truncated or corrupted files raise a variety of errors
-        raise UserError(f"{path}: cannot read checkpoint ({type(error).__name__}: {error})") from None
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if unsafe:
+            raise UserError(f"{path}: refused to load: it would run code ({unsafe.group(1)}); a checkpoint "
+                            f"holds only tensors and plain data") from None
+        raise UserError(f"{path}: cannot read checkpoint: corrupted or truncated ({type(error).__name__})") from None
 
 
 def model_weights(model: LanguageModel) -> dict[str, torch.Tensor]:

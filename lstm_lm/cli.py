@@ -147,4 +147,5 @@ def sample(
             sys.stdout.write(text[len(shown):])
             sys.stdout.flush()
             shown = text
-        sys.stdout.write("\n")
+        if not (prompt + shown).endswith("\n"):
+            sys.stdout.write("\n")

@@ -146,7 +146,9 @@ class CharTokenizer(Tokenizer):
     def decode(self, ids: Iterable[int]) -> str:
         units = [self.units[i] for i in ids]
         if self.unit == "byte":
-            return bytes(u if isinstance(u, int) else ord("?") for u in units).decode("utf-8", errors="replace")
+            replacement = "\ufffd".encode("utf-8")
+            return b"".join(bytes([u]) if isinstance(u, int) else replacement for u in units).decode(
+                "utf-8", errors="replace")
         return "".join(u if u != UNK else "\ufffd" for u in units)
 
     def to_dict(self) -> dict[str, Any]:

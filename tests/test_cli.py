@@ -1,0 +1,88 @@
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lstm_lm.cli import app
+from tests.conftest import REPO
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def trained_run(tmp_path, synthetic_corpus):
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--config", str(REPO / "configs/tiny.yaml"), "--out", str(run_dir),
+                                 f"data.path={synthetic_corpus}", f"data.cache_dir={tmp_path / 'cache'}",
+                                 "train.max_steps=null", "train.epochs=8", "train.optimizer=adamw",
+                                 "train.lr=0.01", "train.batch_size=8", "train.loss_reduction=mean"])
+    assert result.exit_code == 0, result.output
+    assert "parameters" in result.output and "test ppl" in result.output
+    return run_dir
+
+
+def test_train_evaluate_sample_round_trip(trained_run):
+    result = runner.invoke(app, ["evaluate", str(trained_run), "--split", "test", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["split"] == "test" and report["tokens"] == 60 * 7
+    assert 1.0 < report["ppl"] < 3.0  # learned: chance would be ~60
+    run_info = json.loads((trained_run / "run.json").read_text())
+    assert report["ppl"] == pytest.approx(run_info["results"]["test"]["ppl"], rel=1e-9)
+
+    first = runner.invoke(app, ["sample", str(trained_run), "--prompt", "k3", "--tokens", "12", "--seed", "7",
+                                 "--temperature", "0.3"])
+    again = runner.invoke(app, ["sample", str(trained_run), "--prompt", "k3", "--tokens", "12", "--seed", "7",
+                                 "--temperature", "0.3"])
+    assert first.exit_code == 0 and first.stdout == again.stdout
+    assert first.stdout.startswith("k3 w3_0 w3_1 w3_2")  # the pattern the key fixes, learned
+    greedy = runner.invoke(app, ["sample", str(trained_run), "--prompt", "k5", "--tokens", "6",
+                                 "--temperature", "0"])
+    assert greedy.stdout == "k5 w5_0 w5_1 w5_2 w5_3 w5_4\n"
+
+
+def test_evaluate_a_text_file_and_oov_prompt_warning(trained_run, tmp_path):
+    text = tmp_path / "other.txt"
+    text.write_text("k1 w1_0 w1_1 w1_2 w1_3 w1_4\n", encoding="utf-8")
+    result = runner.invoke(app, ["evaluate", str(trained_run), "--file", str(text)])
+    assert result.exit_code == 0 and "7 tokens" in result.stdout
+    sampled = runner.invoke(app, ["sample", str(trained_run), "--prompt", "k1 zebra", "--tokens", "3",
+                                  "--seed", "1"])
+    assert sampled.exit_code == 0
+    assert "not in the vocabulary, read as <unk>: zebra" in sampled.stderr
+
+
+def test_user_errors_are_one_line_and_exit_nonzero(tmp_path):
+    cases = [
+        (["train", "--config", str(REPO / "configs/tiny.yaml"), "model.hiden_size=3"], "did you mean 'hidden_size'"),
+        (["train", "--config", str(tmp_path / "none.yaml")], "config file not found"),
+        (["train", "--config", str(REPO / "configs/tiny.yaml"), "--device", "cuda", "--out", str(tmp_path / "r")],
+         "CUDA is not available"),
+        (["evaluate", str(tmp_path / "missing")], "run directory not found"),
+        (["sample", str(tmp_path)], "run.json: not found"),
+    ]
+    for arguments, message in cases:
+        if "cuda" in arguments and torch.cuda.is_available():
+            continue
+        result = runner.invoke(app, arguments)
+        assert result.exit_code == 2, (arguments, result.output)
+        assert message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_corrupted_weights_are_refused_with_the_file_name(trained_run):
+    (trained_run / "model.pt").write_bytes(b"not a checkpoint")
+    result = runner.invoke(app, ["evaluate", str(trained_run)])
+    assert result.exit_code == 2 and "model.pt: cannot read checkpoint" in result.stderr
+
+
+def test_pickle_that_runs_code_is_refused(trained_run):
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Exploit()}, trained_run / "model.pt")
+    result = runner.invoke(app, ["evaluate", str(trained_run)])
+    assert result.exit_code == 2 and "refused to load: it would run code (print)" in result.stderr
+    assert "pwned" not in result.output
