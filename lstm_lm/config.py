@@ -102,6 +102,10 @@ class TrainConfig:
     eval_batch_size: int = option(10, "Parallel streams during evaluation.", low=1)
     log_every_steps: int = option(50, "Steps between progress records in metrics.jsonl.", low=1)
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto picks CUDA when present.")
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = option(
+        "fp32", "Autocast precision for training and evaluation; weights and optimizer state stay fp32. bf16 "
+        "works on CPU and CUDA, fp16 (with loss scaling) on CUDA only; auto picks bf16 where the hardware has "
+        "fast bf16 units (CPU AMX or AVX512-BF16, recent GPUs), else fp16 on CUDA, else fp32.")
 
 
 SECTIONS: dict[str, type] = {

@@ -13,6 +13,7 @@ from .checkpoint import load_run
 from .data import IGNORE, evaluation_layout, read_splits, read_text
 from .errors import UserError
 from .model import LanguageModel
+from .precision import autocast, resolve_precision
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Evaluation:
 
 @torch.inference_mode()
 def evaluate_layout(model: LanguageModel, inputs: torch.Tensor, targets: torch.Tensor, bptt: int,
-                    device: torch.device) -> Evaluation:
+                    device: torch.device, dtype: torch.dtype | None = None) -> Evaluation:
     """Score (L, B) inputs against (L, B) targets window by window, carrying the hidden state down each column."""
     was_training = model.training
     model.eval()
@@ -40,7 +41,8 @@ def evaluate_layout(model: LanguageModel, inputs: torch.Tensor, targets: torch.T
     for row in range(0, inputs.size(0), bptt):
         tokens = inputs[row: row + bptt].to(device, non_blocking=True)
         expected = targets[row: row + bptt].to(device, non_blocking=True)
-        losses, hidden = model(tokens, hidden, expected)  # (T, B), zero where IGNORE
+        with autocast(device, dtype):
+            losses, hidden = model(tokens, hidden, expected)  # (T, B), zero where IGNORE
         total += losses.sum(dtype=torch.float64)
     model.train(was_training)
     count = int((targets != IGNORE).sum())
@@ -48,9 +50,9 @@ def evaluate_layout(model: LanguageModel, inputs: torch.Tensor, targets: torch.T
 
 
 def evaluate_ids(model: LanguageModel, ids: torch.Tensor, boundary_id: int | None, batch_size: int, bptt: int,
-                 device: torch.device) -> Evaluation:
+                 device: torch.device, dtype: torch.dtype | None = None) -> Evaluation:
     inputs, targets = evaluation_layout(ids, batch_size, boundary_id)
-    return evaluate_layout(model, inputs, targets, bptt, device)
+    return evaluate_layout(model, inputs, targets, bptt, device, dtype)
 
 
 def evaluate_run(run_dir: Path, split: str, file: Path | None, device: torch.device,
@@ -67,7 +69,8 @@ def evaluate_run(run_dir: Path, split: str, file: Path | None, device: torch.dev
     if ids.numel() == 0:
         raise UserError(f"{name}: no tokens to evaluate")
     result = evaluate_ids(run.model, ids, run.tokenizer.boundary_id,
-                          batch_size or run.config.train.eval_batch_size, run.config.train.bptt, device)
+                          batch_size or run.config.train.eval_batch_size, run.config.train.bptt, device,
+                          resolve_precision(run.config.train.precision, device))
     report: dict[str, Any] = {"split": name, "tokens": result.tokens, "loss": result.loss, "ppl": result.ppl}
     if run.tokenizer.kind == "char":
         report["bpc"] = result.bpc

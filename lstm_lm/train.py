@@ -24,6 +24,7 @@ from .device import resolve_device
 from .errors import UserError
 from .evaluate import Evaluation, evaluate_layout
 from .model import Hidden, LanguageModel, detach_hidden
+from .precision import autocast, precision_name, resolve_precision
 from .progress import Reporter, format_duration, read_metrics
 from .schedule import epoch_decay_lr, next_epoch_lr
 
@@ -105,6 +106,9 @@ class Trainer:
         self.model = LanguageModel(config.model, corpus.tokenizer.vocab_size).to(device)
         self.parameters = list(self.model.parameters())
         self.optimizer = build_optimizer(self.parameters, train)
+        self.dtype = resolve_precision(train.precision, device)
+        # Loss scaling keeps small fp16 gradients from flushing to zero; bf16 has fp32's range and needs none.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype is torch.float16)
         self.state = TrainerState(lr=self.initial_lr())
         self.train_data = batchify(corpus.train, train.batch_size).to(device)  # (N / B, B)
         self.windows = windows_per_epoch(self.train_data, train.bptt)
@@ -133,6 +137,7 @@ class Trainer:
         save_tensors(self.run_dir / CHECKPOINT, {
             "model": model_weights(self.model),
             "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "trainer": {**asdict(self.state), "elapsed_s": self.elapsed()},
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
@@ -145,6 +150,8 @@ class Trainer:
         try:
             load_model_weights(self.model, saved["model"], path)
             self.optimizer.load_state_dict(saved["optimizer"])
+            if saved["scaler"]:
+                self.scaler.load_state_dict(saved["scaler"])
             self.state = TrainerState(**saved["trainer"])
             torch.set_rng_state(saved["rng"])
             if saved["cuda_rng"] and self.device.type == "cuda":
@@ -164,7 +171,7 @@ class Trainer:
 
     def validate(self) -> Evaluation:
         inputs, targets = self.valid_layout
-        return evaluate_layout(self.model, inputs, targets, self.config.train.bptt, self.device)
+        return evaluate_layout(self.model, inputs, targets, self.config.train.bptt, self.device, self.dtype)
 
     def record_validation(self, result: Evaluation) -> bool:
         """Log a validation result; keep the weights as the best when they are. Returns whether they were."""
@@ -186,14 +193,17 @@ class Trainer:
         """One window: forward, backward, clip, update. Returns (mean loss, pre-clip gradient norm) as tensors,
         left on the device so that logging does not force a synchronisation every step."""
         self.hidden = detach_hidden(self.hidden)
-        losses, self.hidden = self.model(inputs, self.hidden, targets)  # (T, B)
+        with autocast(self.device, self.dtype):
+            losses, self.hidden = self.model(inputs, self.hidden, targets)  # (T, B), fp32
         mean_loss = losses.mean()
         objective = losses.sum(0).mean() if self.config.train.loss_reduction == "time_sum" else mean_loss
         self.optimizer.zero_grad(set_to_none=True)
-        objective.backward()
+        self.scaler.scale(objective).backward()
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         clip = self.config.train.clip or math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, clip, foreach=True)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # skips the step if fp16 gradients overflowed
+        self.scaler.update()
         return mean_loss.detach(), grad_norm.detach()
 
     def stop_reason(self) -> str | None:
@@ -291,7 +301,7 @@ class Trainer:
         for split in ("valid", "test"):
             inputs, targets = (self.valid_layout if split == "valid" else
                                evaluation_layout(self.corpus.test, self.config.train.eval_batch_size, boundary))
-            result = evaluate_layout(self.model, inputs, targets, self.config.train.bptt, self.device)
+            result = evaluate_layout(self.model, inputs, targets, self.config.train.bptt, self.device, self.dtype)
             results[split] = {"tokens": result.tokens, "loss": result.loss, "ppl": result.ppl}
             if self.corpus.tokenizer.kind == "char":
                 results[split]["bpc"] = result.bpc
@@ -323,8 +333,9 @@ def train(config: Config, run_dir: Path, *, resume: bool = False, force: bool = 
     console.print(describe_model(trainer.model, corpus.tokenizer.vocab_size))
     console.print(f"data: {corpus.train.numel():,} / {corpus.valid.numel():,} / {corpus.test.numel():,} "
                   f"train / valid / test tokens; {trainer.windows:,} windows of {config.train.bptt}×"
-                  f"{config.train.batch_size} per epoch; device {device}")
-    info = {"status": "running", "device": str(device), "parameters": trainer.model.parameter_count(),
+                  f"{config.train.batch_size} per epoch; device {device}, precision {precision_name(trainer.dtype)}")
+    info = {"status": "running", "device": str(device), "precision": precision_name(trainer.dtype),
+            "parameters": trainer.model.parameter_count(),
             "vocab_size": corpus.tokenizer.vocab_size, "tokenizer": corpus.tokenizer.kind,
             "tokens": {"train": corpus.train.numel(), "valid": corpus.valid.numel(), "test": corpus.test.numel()}}
     write_run_info(run_dir, info)

@@ -1,10 +1,12 @@
-"""Print the Markdown reference of every config key (the README's table comes from here).
+"""Print the Markdown reference of every config key, or write it into the README between its markers.
 
-Run: python scripts/config_reference.py
+Run: python scripts/config_reference.py [--update README.md]
 """
 
 import dataclasses
+import sys
 import typing
+from pathlib import Path
 
 from lstm_lm.config import SECTIONS
 
@@ -18,16 +20,30 @@ def type_name(annotation) -> str:
     return annotation.__name__
 
 
-def main() -> None:
-    print("| key | type | default | meaning |")
-    print("| --- | --- | --- | --- |")
+START, END = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
+
+
+def reference() -> str:
+    lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     for section, cls in SECTIONS.items():
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
             default = "null" if field.default is None else repr(field.default).replace("'", "") or '""'
-            print(f"| `{section}.{field.name}` | {type_name(hints[field.name])} | {default} | "
-                  f"{field.metadata['help']} |")
+            lines.append(f"| `{section}.{field.name}` | {type_name(hints[field.name])} | {default} | "
+                         f"{field.metadata['help']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(arguments: list[str]) -> None:
+    if arguments[:1] == ["--update"]:
+        path = Path(arguments[1])
+        text = path.read_text(encoding="utf-8")
+        before, rest = text.split(START, 1)
+        after = rest.split(END, 1)[1]
+        path.write_text(before + START + reference() + END + after, encoding="utf-8")
+    else:
+        print(reference(), end="")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
