@@ -139,3 +139,15 @@ def test_fp16_on_cpu_is_refused(tmp_path, synthetic_corpus):
     config = tiny_config(synthetic_corpus, tmp_path / "cache", "train.precision=fp16", "train.device=cpu")
     with pytest.raises(UserError, match="fp16 needs a CUDA device"):
         train_quietly(config, tmp_path / "run")
+
+
+def test_same_seed_same_weights_on_cpu(tmp_path, synthetic_corpus):
+    weights = []
+    for name in ("a", "b"):
+        train_quietly(tiny_config(synthetic_corpus, tmp_path / "cache", "model.dropout=0.2"), tmp_path / name)
+        weights.append(load_tensors(tmp_path / name / "checkpoint.pt")["model"])
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    other = tiny_config(synthetic_corpus, tmp_path / "cache", "model.dropout=0.2", "train.seed=2")
+    train_quietly(other, tmp_path / "c")
+    different = load_tensors(tmp_path / "c/checkpoint.pt")["model"]
+    assert not torch.equal(weights[0]["embedding.weight"], different["embedding.weight"])
