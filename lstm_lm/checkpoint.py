@@ -66,14 +66,9 @@ def load_tensors(path: Path) -> dict[str, Any]:
 
 def model_weights(model: LanguageModel) -> dict[str, torch.Tensor]:
     """The state dict without aliases: a tied decoder weight is stored once, under the embedding's name."""
-    seen: set[int] = set()
-    weights = {}
-    for name, tensor in model.state_dict().items():
-        if tensor.data_ptr() in seen:
-            continue
-        seen.add(tensor.data_ptr())
-        weights[name] = tensor.detach().cpu()
-    return weights
+    # named_parameters() lists a shared parameter once, under the first name it was registered with.
+    owners = {name for name, _ in model.named_parameters()} | {name for name, _ in model.named_buffers()}
+    return {name: tensor.detach().cpu() for name, tensor in model.state_dict().items() if name in owners}
 
 
 def load_model_weights(model: LanguageModel, weights: dict[str, torch.Tensor], where: Path) -> None:

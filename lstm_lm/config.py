@@ -22,8 +22,10 @@ from .errors import ConfigError
 def option(default: Any, help: str, *, low: float | None = None, high: float | None = None,
            low_open: bool = False, high_open: bool = False) -> Any:
     """A config field with its documentation and inclusive (or open) numeric bounds."""
-    return field(default=default, metadata={"help": help, "low": low, "high": high,
-                                            "low_open": low_open, "high_open": high_open})
+    metadata = {"help": help, "low": low, "high": high, "low_open": low_open, "high_open": high_open}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -68,6 +70,13 @@ class ModelConfig:
                             low=0, high=1, high_open=True)
     tie_weights: bool = option(False, "Share the embedding matrix with the decoder (Press & Wolf 2017); a "
                                "projection is added when hidden_size differs from embedding_size.")
+    softmax: Literal["full", "adaptive"] = option(
+        "full", "full: one linear decoder over the vocabulary; adaptive: the adaptive softmax of Grave et al. "
+        "(2017), much faster for large vocabularies, with exact log-probabilities.")
+    adaptive_cutoffs: list[int] = option([2000, 10000], "adaptive: where the frequency-sorted vocabulary is "
+                                         "cut into the shortlist and tail clusters.")
+    adaptive_div_value: float = option(4.0, "adaptive: each tail cluster projects to hidden / div_value**i units.",
+                                       low=1)
     init: Literal["uniform", "default"] = option("uniform", "uniform: every weight from U(-init_range, "
                                                  "init_range) as in Zaremba et al.; default: PyTorch's own.")
     init_range: float = option(0.1, "Half-width of the uniform initialization.", low=0, low_open=True)
@@ -228,6 +237,14 @@ def coerce(value: Any, annotation: Any, spec: dataclasses.Field, key: str, where
     def bad(expected: str) -> ConfigError:
         return ConfigError(f"{where}: {key} = {value!r} is not {expected}")
 
+    if origin is list:
+        items = value if isinstance(value, list) else None
+        numbers = [to_number(item, args[0]) for item in items] if items is not None else [None]
+        if None in numbers:
+            raise bad(f"a list of {args[0].__name__}s, e.g. [2000, 10000]")
+        for number in numbers:
+            check_range(number, spec, key, where)
+        return numbers
     if origin is Literal:
         if value not in args:
             raise bad("one of " + ", ".join(map(str, args)))

@@ -1,4 +1,6 @@
-"""The language model: embedding -> stacked LSTM -> dropout -> (projection) -> decoder, tied or not."""
+"""The language model: embedding -> stacked LSTM -> dropout -> (projection) -> decoder, tied or not.
+
+The decoder is a full linear layer over the vocabulary or an adaptive softmax (`model.softmax`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from torch import nn
 
 from .config import ModelConfig
 from .data import IGNORE
+from .errors import ConfigError
+from .softmax import AdaptiveSoftmax
 
 Hidden = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (num_layers, B, hidden_size)
 
@@ -25,33 +29,54 @@ class LanguageModel(nn.Module):
         needs_projection = config.tie_weights and config.hidden_size != config.embedding_size
         self.projection = nn.Linear(config.hidden_size, config.embedding_size) if needs_projection else None
         decoder_input = config.embedding_size if needs_projection else config.hidden_size
-        self.decoder = nn.Linear(decoder_input, vocab_size)
+        self.adaptive: AdaptiveSoftmax | None = None
+        if config.softmax == "adaptive":
+            try:
+                self.adaptive = AdaptiveSoftmax(decoder_input, vocab_size, config.adaptive_cutoffs,
+                                                config.adaptive_div_value,
+                                                self.embedding if config.tie_weights else None)
+            except ValueError as error:
+                raise ConfigError(f"model.adaptive_cutoffs: {error}") from None
+        else:
+            self.decoder = nn.Linear(decoder_input, vocab_size)
         if config.init == "uniform":
             for parameter in self.parameters():
                 nn.init.uniform_(parameter, -config.init_range, config.init_range)
-        if config.tie_weights:
+        if config.tie_weights and self.adaptive is None:
             self.decoder.weight = self.embedding.weight  # (V, E) serves both lookups and output scores
 
     def init_hidden(self, batch_size: int) -> Hidden:
-        weight = self.decoder.weight
+        weight = self.embedding.weight
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)
         return weight.new_zeros(shape), weight.new_zeros(shape)
 
     def forward(self, tokens: torch.Tensor, hidden: Hidden,
                 targets: torch.Tensor | None = None) -> tuple[torch.Tensor, Hidden]:
         """tokens (T, B) -> logits (T, B, V), or, given targets (T, B), each target's negative log-likelihood
-        (T, B), zero where the target is IGNORE. The new hidden state comes back either way."""
+        (T, B), zero where the target is IGNORE. The new hidden state comes back either way. With the adaptive
+        softmax the "logits" are exact log-probabilities, which softmax and log_softmax leave unchanged."""
         embedded = self.dropout(self.embedding(tokens))  # (T, B, E)
         output, hidden = self.rnn(embedded, hidden)  # (T, B, H)
         output = self.dropout(output)
         if self.projection is not None:
             output = self.projection(output)  # (T, B, E)
+        if self.adaptive is not None:
+            return self.adaptive_output(output, targets), hidden
         logits = self.decoder(output)  # (T, B, V)
         if targets is None:
             return logits, hidden
         losses = F.cross_entropy(logits.view(-1, self.vocab_size).float(), targets.reshape(-1),
                                  ignore_index=IGNORE, reduction="none")
         return losses.view_as(targets), hidden
+
+    def adaptive_output(self, output: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        flat = output.reshape(-1, output.size(-1))  # (T * B, D)
+        if targets is None:
+            return self.adaptive.log_probs(flat).view(*output.shape[:2], -1)  # (T, B, V)
+        wanted = targets.reshape(-1)
+        ignored = wanted == IGNORE
+        log_probs = self.adaptive.target_log_probs(flat, wanted.masked_fill(ignored, 0))
+        return (-log_probs).masked_fill(ignored, 0.0).view_as(targets)
 
     def parameter_count(self) -> int:
         return sum(parameter.numel() for parameter in self.parameters())  # a tied matrix is counted once

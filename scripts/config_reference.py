@@ -15,6 +15,8 @@ def type_name(annotation) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Literal:
         return " \\| ".join(args)
+    if origin is list:
+        return f"list of {args[0].__name__}"
     if origin is typing.Union:
         return " \\| ".join(type_name(a) for a in args if a is not type(None)) + " \\| null"
     return annotation.__name__
@@ -28,7 +30,8 @@ def reference() -> str:
     for section, cls in SECTIONS.items():
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
-            default = "null" if field.default is None else repr(field.default).replace("'", "") or '""'
+            value = field.default_factory() if field.default is dataclasses.MISSING else field.default
+            default = "null" if value is None else repr(value).replace("'", "") or '""'
             lines.append(f"| `{section}.{field.name}` | {type_name(hints[field.name])} | {default} | "
                          f"{field.metadata['help']} |")
     return "\n".join(lines) + "\n"

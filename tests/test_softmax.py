@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from lstm_lm.config import load_config
+from lstm_lm.data import IGNORE
+from lstm_lm.errors import ConfigError
+from lstm_lm.model import LanguageModel
+from lstm_lm.softmax import AdaptiveSoftmax
+from tests.conftest import tiny_config, train_quietly
+
+
+@pytest.mark.parametrize("div_value", [1.0, 2.0])
+def test_adaptive_log_probs_are_a_distribution_and_match_targets(div_value):
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(50, 16)
+    softmax = AdaptiveSoftmax(16, 50, [10, 30], div_value, tied_embedding=embedding)
+    hidden = torch.randn(40, 16)
+    full = softmax.log_probs(hidden)  # (40, 50)
+    assert torch.allclose(full.logsumexp(-1), torch.zeros(40), atol=1e-5)
+    targets = torch.randint(50, (40,))
+    assert torch.allclose(softmax.target_log_probs(hidden, targets), full.gather(1, targets[:, None]).squeeze(1),
+                          atol=1e-5)
+
+
+def test_adaptive_tying_shares_the_embedding_rows():
+    embedding = torch.nn.Embedding(50, 16)
+    tied = AdaptiveSoftmax(16, 50, [10, 30], 1.0, tied_embedding=embedding)
+    assert tied.head_rows().data_ptr() == embedding.weight.data_ptr()
+    assert tied.tail_rows(0).data_ptr() == embedding.weight[10:].data_ptr()
+    reduced = AdaptiveSoftmax(16, 50, [10, 30], 4.0, tied_embedding=embedding)
+    assert reduced.tail_rows(0).shape == (20, 4)  # projected to 16 / 4 units: its own rows
+
+
+def test_model_with_adaptive_softmax_gives_losses_and_ignores_padding():
+    config = load_config(None, ["model.softmax=adaptive", "model.adaptive_cutoffs=[10, 30]",
+                                "model.embedding_size=8", "model.hidden_size=8", "model.tie_weights=true"]).model
+    model = LanguageModel(config, 50).eval()
+    tokens, targets = torch.randint(50, (6, 3)), torch.randint(50, (6, 3))
+    targets[5, 1] = IGNORE
+    log_probs, _ = model(tokens, model.init_hidden(3))
+    losses, _ = model(tokens, model.init_hidden(3), targets)
+    expected = -log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    expected[5, 1] = 0
+    assert torch.allclose(losses, expected, atol=1e-5)
+
+
+def test_bad_cutoffs_name_the_key():
+    config = load_config(None, ["model.softmax=adaptive", "model.adaptive_cutoffs=[10, 60]"]).model
+    with pytest.raises(ConfigError, match="model.adaptive_cutoffs: cutoffs \\[10, 60\\] must increase"):
+        LanguageModel(config, 50)
+    with pytest.raises(ConfigError, match="is not a list of ints"):
+        load_config(None, ["model.adaptive_cutoffs=many"])
+
+
+def test_adaptive_model_learns(tmp_path, synthetic_corpus):
+    config = tiny_config(synthetic_corpus, tmp_path / "cache", "model.softmax=adaptive",
+                         "model.adaptive_cutoffs=[12, 40]", "model.tie_weights=true", "train.epochs=10")
+    info = train_quietly(config, tmp_path / "run")
+    assert info["results"]["test"]["loss"] < 0.6  # the bar the full softmax clears (in fewer epochs)
