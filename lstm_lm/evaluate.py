@@ -38,14 +38,14 @@ def evaluate_layout(model: LanguageModel, inputs: torch.Tensor, targets: torch.T
     model.eval()
     hidden = model.init_hidden(inputs.size(1))
     total = torch.zeros((), dtype=torch.float64, device=device)
+    count = int((targets != IGNORE).sum())
+    inputs, targets = inputs.to(device), targets.to(device)  # one copy, not one per window
     for row in range(0, inputs.size(0), bptt):
-        tokens = inputs[row: row + bptt].to(device, non_blocking=True)
-        expected = targets[row: row + bptt].to(device, non_blocking=True)
+        tokens, expected = inputs[row: row + bptt], targets[row: row + bptt]
         with autocast(device, dtype):
             losses, hidden = model(tokens, hidden, expected)  # (T, B), zero where IGNORE
         total += losses.sum(dtype=torch.float64)
     model.train(was_training)
-    count = int((targets != IGNORE).sum())
     return Evaluation(tokens=count, loss=float(total) / count)
 
 

@@ -1,0 +1,150 @@
+"""Training speed of lstm-lm against the classic PyTorch loop, measured in one run on the machine at hand.
+
+Model: the PTB medium LSTM (2×650, vocabulary 10,000) on Penn Treebank windows. Prints
+  1. the machine's matrix-multiply peak in fp32 and bf16 (2048×2048 products);
+  2. a reference: the classic word-language-model loop written out plainly below (fp32 nn.LSTM, plain SGD,
+     batch 20, BPTT 35, clip 0.25);
+  3. lstm-lm's trainer step on the same model, batch and BPTT, in fp32 and in bf16;
+  4. lstm-lm's trainer with the fastest settings the recipes use (bf16, a larger batch);
+each as tokens/s, model GFLOP/s, share of the matching peak and ratio to the reference.
+
+Run: python scripts/bench_train.py [--steps N] [--fast-batch B] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from lstm_lm.config import load_config  # noqa: E402
+from lstm_lm.data import batchify, bptt_windows, load_corpus  # noqa: E402
+from lstm_lm.progress import Reporter  # noqa: E402
+from lstm_lm.train import Trainer  # noqa: E402
+
+VOCAB, EMBED, HIDDEN, LAYERS, BPTT = 10_000, 650, 650, 2, 35
+
+
+def model_flops_per_token() -> float:
+    """Forward multiply-adds ×2 of the LSTM layers (4 gates over input and hidden) and the decoder, ×3 for
+    forward plus backward."""
+    lstm = sum(2 * 4 * ((EMBED if layer == 0 else HIDDEN) + HIDDEN) * HIDDEN for layer in range(LAYERS))
+    return 3 * (lstm + 2 * HIDDEN * VOCAB)
+
+
+def timed(step, warmup: int, steps: int) -> float:
+    """Seconds per call, after warm-up calls."""
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    return 2 * size**3 / timed(lambda: a @ b, 2, 8) / 1e9
+
+
+def reference_tokens_per_s(train_ids: torch.Tensor, steps: int) -> float:
+    """The classic loop, as the PyTorch word_language_model example writes it."""
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(VOCAB, EMBED)
+    rnn = torch.nn.LSTM(EMBED, HIDDEN, LAYERS, dropout=0.5)
+    decoder = torch.nn.Linear(HIDDEN, VOCAB)
+    drop = torch.nn.Dropout(0.5)
+    parameters = [*embedding.parameters(), *rnn.parameters(), *decoder.parameters()]
+    data = batchify(train_ids, 20)
+    windows = iter(bptt_windows(data, BPTT))
+    hidden = (torch.zeros(LAYERS, 20, HIDDEN), torch.zeros(LAYERS, 20, HIDDEN))
+    lr, clip = 20.0, 0.25
+
+    def step() -> None:
+        nonlocal hidden
+        _, inputs, targets = next(windows)
+        hidden = tuple(h.detach() for h in hidden)
+        for p in parameters:
+            p.grad = None
+        output, hidden = rnn(drop(embedding(inputs)), hidden)
+        logits = decoder(drop(output))
+        loss = torch.nn.functional.cross_entropy(logits.view(-1, VOCAB), targets.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, clip)
+        for p in parameters:
+            p.data.add_(p.grad, alpha=-lr)
+
+    return 20 * BPTT / timed(step, 3, steps)
+
+
+def trainer_tokens_per_s(batch_size: int, precision: str, steps: int, cache_dir: str) -> float:
+    """lstm-lm's own training step (Trainer.train_step) on the PTB medium model."""
+    config = load_config(REPO / "configs/ptb-medium.yaml", [
+        f"train.batch_size={batch_size}", f"train.precision={precision}", "train.clip=0.25",
+        "train.loss_reduction=mean", "train.lr=20", "train.device=cpu", f"data.cache_dir={cache_dir}"])
+    corpus = load_corpus(config.data, config.tokenizer)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(config, Path(run_dir), corpus, torch.device("cpu"),
+                          Reporter(Path(run_dir) / "metrics.jsonl", Console(file=io.StringIO())))
+        windows = iter(bptt_windows(trainer.train_data, BPTT))
+
+        def step() -> None:
+            _, inputs, targets = next(windows)
+            trainer.train_step(inputs, targets)
+
+        return batch_size * BPTT / timed(step, 3, steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=15, help="timed steps per configuration")
+    parser.add_argument("--fast-batch", type=int, default=128, help="batch size of the fastest settings")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    cache_dir = tempfile.mkdtemp()
+    config = load_config(REPO / "configs/ptb-medium.yaml", [f"data.cache_dir={cache_dir}"])
+    train_ids = load_corpus(config.data, config.tokenizer).train
+    flops = model_flops_per_token()
+
+    rows = [("reference: classic loop, fp32, batch 20", "fp32", reference_tokens_per_s(train_ids, args.steps))]
+    for precision in ("fp32", "bf16"):
+        rows.append((f"lstm-lm, {precision}, batch 20", precision,
+                     trainer_tokens_per_s(20, precision, args.steps, cache_dir)))
+    rows.append((f"lstm-lm fastest: bf16, batch {args.fast_batch}", "bf16",
+                 trainer_tokens_per_s(args.fast_batch, "bf16", args.steps, cache_dir)))
+
+    reference = rows[0][2]
+    results = [{"name": name, "precision": precision, "tokens_per_s": tps, "gflops": tps * flops / 1e9,
+                "peak_share": tps * flops / 1e9 / peaks[precision], "ratio": tps / reference}
+               for name, precision, tps in rows]
+    summary = {"fp32_peak_gflops": peaks["fp32"], "bf16_peak_gflops": peaks["bf16"], "reference_tok_s": reference,
+               "same_batch_fp32_ratio": results[1]["ratio"], "same_batch_bf16_ratio": results[2]["ratio"],
+               "fastest_ratio": results[3]["ratio"], "fastest_peak_share": results[3]["peak_share"],
+               "runs": results}
+    if args.json:
+        print(json.dumps(summary))
+        return
+    print(f"matrix-multiply peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    print(f"model: PTB medium LSTM {LAYERS}×{HIDDEN}, vocabulary {VOCAB:,}, BPTT {BPTT}, "
+          f"{flops / 1e6:.1f} MFLOP per token (forward + backward)")
+    print(f"{'run':45} {'tok/s':>8} {'GFLOP/s':>8} {'of peak':>8} {'× ref':>6}")
+    for r in results:
+        print(f"{r['name']:45} {r['tokens_per_s']:8,.0f} {r['gflops']:8.1f} {r['peak_share']:8.1%} "
+              f"{r['ratio']:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
