@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import signal
 import threading
 import time
@@ -94,7 +93,6 @@ def prepare_run_directory(run_dir: Path, resume: bool, force: bool) -> None:
     if existing:
         for name in (CHECKPOINT, WEIGHTS, RUN_INFO, METRICS):
             (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "tmp", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -314,7 +312,8 @@ class Trainer:
 def describe_model(model: LanguageModel, vocab_size: int) -> str:
     c = model.config
     tied = ", tied" if c.tie_weights else ""
-    return (f"model: {c.num_layers}×{c.hidden_size} LSTM, embedding {c.embedding_size}{tied}, vocabulary "
+    adaptive = f", adaptive softmax {c.adaptive_cutoffs}" if c.softmax == "adaptive" else ""
+    return (f"model: {c.num_layers}×{c.hidden_size} LSTM, embedding {c.embedding_size}{tied}{adaptive}, vocabulary "
             f"{vocab_size:,}: {model.parameter_count():,} parameters")
 
 
