@@ -148,7 +148,7 @@ class Trainer:
         try:
             load_model_weights(self.model, saved["model"], path)
             self.optimizer.load_state_dict(saved["optimizer"])
-            if saved["scaler"]:
+            if saved.get("scaler"):  # absent in checkpoints written before mixed precision
                 self.scaler.load_state_dict(saved["scaler"])
             self.state = TrainerState(**saved["trainer"])
             torch.set_rng_state(saved["rng"])
