@@ -32,7 +32,8 @@ def user_errors_exit(command: Callable) -> Callable:
         except UserError as error:
             if settings["debug"]:
                 raise
-            stderr.print(f"[bold red]error:[/] {error}", markup=True)
+            stderr.print("[bold red]error:[/]", markup=True, end=" ")
+            stderr.print(str(error), markup=False)  # the message may echo user text with [brackets]
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             if settings["debug"]:
@@ -44,8 +45,14 @@ def user_errors_exit(command: Callable) -> Callable:
 
 
 @app.callback()
-def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors.")) -> None:
+def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: "
+                                               "torch's choice; 1 is often faster on a busy machine).")) -> None:
     settings["debug"] = debug
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -149,3 +156,36 @@ def sample(
             shown = text
         if not (prompt + shown).endswith("\n"):
             sys.stdout.write("\n")
+
+
+@app.command(name="eval-agreement")
+@user_errors_exit
+def eval_agreement(
+    run_dir: Optional[Path] = typer.Argument(None, metavar="RUN_DIR", help="A run directory made by `lstm-lm "
+                                             "train` (with --plot: the image to write, .png, .pdf or .svg)."),
+    paths: Optional[list[Path]] = typer.Argument(None, metavar="FILE_OR_DIR", help="Test files, or "
+                                                 "directories of them; none: the built-in suite."),
+    format_name: str = typer.Option("auto", "--format", help="auto, pairs-jsonl, pairs-tsv, linzen or gulordava."),
+    method: str = typer.Option("auto", "--method", help="auto (each format's own), sentence or target."),
+    skip_oov: bool = typer.Option(False, "--skip-oov", help="Leave out pairs whose deciding words are out of "
+                                  "vocabulary."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write the report as JSON."),
+    items: Optional[Path] = typer.Option(None, "--items", help="Write one JSON line per item, with its scores."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, show_default="256",
+                                             help="Pairs per forward pass."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    prefix: Optional[str] = typer.Option(None, "--prefix", help="Probe: the words before the candidates."),
+    candidates: Optional[str] = typer.Option(None, "--candidates", help="Probe: comma-separated words to rank "
+                                             "after --prefix, e.g. were,was."),
+    write_suite: Optional[Path] = typer.Option(None, "--write-suite", help="Write the built-in suite as pairs JSON "
+                                               "Lines."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw this report (written by --output) into the "
+                                        "image named by the argument."),
+) -> None:
+    """Does the model prefer "the flights the airline was cancelling were full" to "... was full"? Accuracy on
+    agreement test sets (see docs/agreement.md)."""
+    from .agreement.command import eval_agreement as run_eval_agreement
+
+    run_eval_agreement(run_dir, paths or [], console=Console(highlight=False), warn=stderr, format_name=format_name,
+                       method=method, skip_oov=skip_oov, output=output, items=items, batch_size=batch_size,
+                       device=device, prefix=prefix, candidates=candidates, write_suite=write_suite, plot=plot)

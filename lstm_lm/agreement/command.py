@@ -1,0 +1,80 @@
+"""`lstm-lm eval-agreement`: the library function the command line calls. One call does one of: draw a saved
+report, write the built-in suite, probe a prefix, or evaluate a run on test files or the built-in suite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from ..atomic import atomic_write_text
+from ..checkpoint import load_run
+from ..device import resolve_device
+from ..errors import UserError
+from .evaluate import DEFAULT_BATCH_SIZE, evaluate_suites
+from .formats import read_suites
+from .plot import load_report, plot_report
+from .probe import probe
+from .render import print_report, probe_table
+from .report import build_report, items_lines
+from .suite import builtin_suite, write_suite as write_pairs
+
+
+def eval_agreement(run_dir: Path | None, paths: list[Path], *, console: Console, warn: Console,
+                   format_name: str = "auto", method: str = "auto", skip_oov: bool = False,
+                   output: Path | None = None, items: Path | None = None, batch_size: int | None = None,
+                   device: str = "auto", prefix: str | None = None, candidates: str | None = None,
+                   write_suite: Path | None = None, plot: Path | None = None) -> None:
+    """Everything is read and checked, then scored, then written: an error leaves no report behind."""
+    if plot is not None:
+        if run_dir is None or paths:
+            raise UserError("--plot REPORT.json takes one argument, the image to write: "
+                            "lstm-lm eval-agreement --plot report.json accuracy.png")
+        run_plot(plot, run_dir, console)
+        return
+    if write_suite is not None:
+        suite = builtin_suite()
+        write_pairs(write_suite, suite)
+        console.print(f"wrote the built-in suite, {len(suite.items):,} pairs, to {write_suite}")
+        if run_dir is None:
+            return
+    if run_dir is None:
+        raise UserError("give a run directory: lstm-lm eval-agreement RUN_DIR [FILE_OR_DIR ...]")
+    if (prefix is None) != (candidates is None):
+        raise UserError("--prefix and --candidates go together: --prefix \"the flights the airline was "
+                        "cancelling\" --candidates were,was")
+    if prefix is not None:
+        if paths:
+            raise UserError("--prefix probes a prefix of your own; it takes no test files")
+        run_probe(run_dir, prefix, candidates.split(","), device, console, warn)
+        return
+    run_evaluation(run_dir, paths, format_name, method, skip_oov, output, items,
+                   batch_size or DEFAULT_BATCH_SIZE, device, console)
+
+
+def run_plot(report_path: Path, image: Path, console: Console) -> None:
+    plot_report(load_report(report_path), image, report_path)
+    console.print(f"wrote {image}")
+
+
+def run_probe(run_dir: Path, prefix: str, candidates: list[str], device: str, console: Console,
+              warn: Console) -> None:
+    run = load_run(run_dir, resolve_device(device))
+    ranked, unknown = probe(run, prefix, candidates)
+    if unknown:
+        warn.print(f"warning: not in the vocabulary, read as <unk>: {', '.join(unknown)}", markup=False)
+    console.print(probe_table(prefix, ranked))
+
+
+def run_evaluation(run_dir: Path, paths: list[Path], format_name: str, method: str, skip_oov: bool,
+                   output: Path | None, items: Path | None, batch_size: int, device: str, console: Console) -> None:
+    suites = read_suites(paths, format_name) if paths else [builtin_suite()]
+    run = load_run(run_dir, resolve_device(device))
+    results = evaluate_suites(run, suites, method, skip_oov, batch_size)
+    report = build_report(str(run_dir), results)
+    if output is not None:
+        atomic_write_text(output, json.dumps(report, indent=2) + "\n")
+    if items is not None:
+        atomic_write_text(items, items_lines(results))
+    print_report(console, report)
