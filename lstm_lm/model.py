@@ -57,26 +57,35 @@ class LanguageModel(nn.Module):
         softmax the "logits" are exact log-probabilities, which softmax and log_softmax leave unchanged."""
         embedded = self.dropout(self.embedding(tokens))  # (T, B, E)
         output, hidden = self.rnn(embedded, hidden)  # (T, B, H)
-        output = self.dropout(output)
-        if self.projection is not None:
-            output = self.projection(output)  # (T, B, E)
-        if self.adaptive is not None:
-            return self.adaptive_output(output, targets), hidden
-        logits = self.decoder(output)  # (T, B, V)
+        features = self.output_features(output)  # (T, B, D)
         if targets is None:
-            return logits, hidden
-        losses = F.cross_entropy(logits.view(-1, self.vocab_size).float(), targets.reshape(-1),
-                                 ignore_index=IGNORE, reduction="none")
-        return losses.view_as(targets), hidden
-
-    def adaptive_output(self, output: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-        flat = output.reshape(-1, output.size(-1))  # (T * B, D)
-        if targets is None:
-            return self.adaptive.log_probs(flat).view(*output.shape[:2], -1)  # (T, B, V)
+            if self.adaptive is not None:
+                return self.next_token_log_probs(features.flatten(0, 1)).view(*tokens.shape, -1), hidden
+            return self.decoder(features), hidden  # (T, B, V)
         wanted = targets.reshape(-1)
         ignored = wanted == IGNORE
-        log_probs = self.adaptive.target_log_probs(flat, wanted.masked_fill(ignored, 0))
-        return (-log_probs).masked_fill(ignored, 0.0).view_as(targets)
+        log_probs = self.target_log_probs(features.flatten(0, 1), wanted.masked_fill(ignored, 0))  # (T * B,)
+        return (-log_probs).masked_fill(ignored, 0.0).view_as(targets), hidden
+
+    # The output layer, in pieces that also serve callers holding LSTM outputs without a forward pass (packed
+    # agreement scoring).
+
+    def output_features(self, output: torch.Tensor) -> torch.Tensor:
+        """Top-layer LSTM outputs (..., H) -> the decoder's input (..., D): dropout, then the tying projection."""
+        output = self.dropout(output)
+        return self.projection(output) if self.projection is not None else output
+
+    def next_token_log_probs(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, D) -> (N, V) log-probabilities of every next token, in fp32."""
+        if self.adaptive is not None:
+            return self.adaptive.log_probs(features)
+        return torch.log_softmax(self.decoder(features).float(), dim=-1)
+
+    def target_log_probs(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(N, D), (N,) -> (N,) log p(target), without the full distribution where the adaptive softmax can."""
+        if self.adaptive is not None:
+            return self.adaptive.target_log_probs(features, targets)
+        return -F.cross_entropy(self.decoder(features).float(), targets, reduction="none")
 
     def parameter_count(self) -> int:
         return sum(parameter.numel() for parameter in self.parameters())  # a tied matrix is counted once
