@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -140,6 +141,7 @@ def sample(
     if unknown:
         stderr.print(f"warning: not in the vocabulary, read as <unk>: {', '.join(unknown)}")
     prompt_ids = run.tokenizer.encode(prompt)
+    started = time.perf_counter()
     for index in range(num_samples):
         if num_samples > 1:
             print(f"--- sample {index + 1} ---")
@@ -156,6 +158,9 @@ def sample(
             shown = text
         if not (prompt + shown).endswith("\n"):
             sys.stdout.write("\n")
+    seconds = time.perf_counter() - started
+    stderr.print(f"{tokens * num_samples:,} tokens in {seconds:.2f} s ({tokens * num_samples / seconds:,.0f} "
+                 f"tokens/s)")
 
 
 @app.command(name="eval-agreement")

@@ -1,0 +1,89 @@
+"""Where a training step's time goes: embedding, recurrent layers, decoder and softmax, optimizer, the rest.
+
+Profiles lstm-lm's own Trainer.train_step with torch.profiler and sums each operator's self time into those
+groups, forward and backward together; "Python and other" is the step's wall time that no operator accounts for.
+
+Run: python scripts/profile_step.py [--config configs/ptb-medium.yaml] [--precision fp32|bf16] [--batch 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from lstm_lm.config import load_config  # noqa: E402
+from lstm_lm.data import bptt_windows, load_corpus  # noqa: E402
+from lstm_lm.progress import Reporter  # noqa: E402
+from lstm_lm.train import Trainer  # noqa: E402
+
+# Operator-name fragments -> group, first match wins (names are lower-cased).
+GROUPS = (
+    ("embedding", ("embedding",)),
+    ("recurrent layers", ("rnn", "lstm", "gru")),
+    ("decoder and softmax", ("addmm", "linear", "mm", "softmax", "nll", "cross_entropy", "logsumexp")),
+    ("optimizer and clipping", ("foreach", "_fused", "norm", "sgd", "adam")),
+)
+
+
+def group_of(name: str) -> str:
+    lowered = name.lower()
+    for group, fragments in GROUPS:
+        if any(fragment in lowered for fragment in fragments):
+            return group
+    return "other operators"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(REPO / "configs/ptb-medium.yaml"))
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+
+    cache = tempfile.mkdtemp()
+    config = load_config(args.config, [f"train.precision={args.precision}", f"train.batch_size={args.batch}",
+                                       "train.device=cpu", f"data.cache_dir={cache}"])
+    corpus = load_corpus(config.data, config.tokenizer)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(config, Path(run_dir), corpus, torch.device("cpu"),
+                          Reporter(Path(run_dir) / "metrics.jsonl", Console(file=io.StringIO())))
+        windows = iter(bptt_windows(trainer.train_data, config.train.bptt))
+        for _ in range(3):  # warm-up: first calls allocate and pick kernels
+            trainer.train_step(*next(windows)[1:])
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                trainer.train_step(*next(windows)[1:])
+            wall = (time.perf_counter() - start) / args.steps
+    per_group: dict[str, float] = defaultdict(float)
+    per_op = []
+    for event in profile.key_averages():
+        seconds = event.self_cpu_time_total / 1e6 / args.steps
+        per_group[group_of(event.key)] += seconds
+        per_op.append((seconds, event.key))
+    accounted = sum(per_group.values())
+    per_group["Python and other"] = max(0.0, wall - accounted)
+    tokens = config.train.batch_size * config.train.bptt
+    print(f"{Path(args.config).name}, {args.precision}, batch {config.train.batch_size}, BPTT "
+          f"{config.train.bptt}: {wall * 1e3:.1f} ms per step (profiled), {tokens / wall:,.0f} tokens/s")
+    for group, seconds in sorted(per_group.items(), key=lambda item: -item[1]):
+        print(f"  {group:26} {seconds * 1e3:8.2f} ms  {seconds / wall:6.1%}")
+    print("top operators by self time:")
+    for seconds, name in sorted(per_op, reverse=True)[:10]:
+        print(f"  {name:44} {seconds * 1e3:8.2f} ms  {seconds / wall:6.1%}")
+
+
+if __name__ == "__main__":
+    main()
