@@ -29,6 +29,11 @@ class Evaluation:
     def bpc(self) -> float:
         return self.loss / math.log(2)
 
+    def numbers(self, with_bpc: bool) -> dict[str, float]:
+        """tokens, loss and ppl (and bits per character for character models), as reports print them."""
+        numbers = {"tokens": self.tokens, "loss": self.loss, "ppl": self.ppl}
+        return {**numbers, "bpc": self.bpc} if with_bpc else numbers
+
 
 @torch.inference_mode()
 def evaluate_layout(model: LanguageModel, inputs: torch.Tensor, targets: torch.Tensor, bptt: int,
@@ -71,7 +76,4 @@ def evaluate_run(run_dir: Path, split: str, file: Path | None, device: torch.dev
     result = evaluate_ids(run.model, ids, run.tokenizer.boundary_id,
                           batch_size or run.config.train.eval_batch_size, run.config.train.bptt, device,
                           resolve_precision(run.config.train.precision, device))
-    report: dict[str, Any] = {"split": name, "tokens": result.tokens, "loss": result.loss, "ppl": result.ppl}
-    if run.tokenizer.kind == "char":
-        report["bpc"] = result.bpc
-    return report
+    return {"split": name, **result.numbers(with_bpc=run.tokenizer.kind == "char")}

@@ -300,9 +300,7 @@ class Trainer:
             inputs, targets = (self.valid_layout if split == "valid" else
                                evaluation_layout(self.corpus.test, self.config.train.eval_batch_size, boundary))
             result = evaluate_layout(self.model, inputs, targets, self.config.train.bptt, self.device, self.dtype)
-            results[split] = {"tokens": result.tokens, "loss": result.loss, "ppl": result.ppl}
-            if self.corpus.tokenizer.kind == "char":
-                results[split]["bpc"] = result.bpc
+            results[split] = result.numbers(with_bpc=self.corpus.tokenizer.kind == "char")
         self.reporter.record("test", step=self.state.step, **{f"{split}_{key}": value
                                                               for split, numbers in results.items()
                                                               for key, value in numbers.items()})
