@@ -86,3 +86,17 @@ def test_pickle_that_runs_code_is_refused(trained_run):
     result = runner.invoke(app, ["evaluate", str(trained_run)])
     assert result.exit_code == 2 and "refused to load: it would run code (print)" in result.stderr
     assert "pwned" not in result.output
+
+
+@pytest.mark.parametrize("kind, extra", [("char", ["tokenizer.char_unit=byte"]), ("bpe", ["tokenizer.bpe_vocab_size=80"])])
+def test_char_and_bpe_runs_round_trip(tmp_path, synthetic_corpus, kind, extra):
+    run_dir = tmp_path / kind
+    result = runner.invoke(app, ["train", "--config", str(REPO / "configs/tiny.yaml"), "--out", str(run_dir),
+                                 f"data.path={synthetic_corpus}", f"data.cache_dir={tmp_path / 'cache'}",
+                                 f"tokenizer.kind={kind}", *extra, "train.max_steps=5", "train.batch_size=4"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(runner.invoke(app, ["evaluate", str(run_dir), "--json"]).stdout.strip().splitlines()[-1])
+    assert ("bpc" in report) == (kind == "char")
+    assert report["tokens"] > 0 and report["ppl"] > 1
+    sampled = runner.invoke(app, ["sample", str(run_dir), "--prompt", "k1", "--tokens", "10", "--seed", "3"])
+    assert sampled.exit_code == 0 and sampled.stdout.startswith("k1")
