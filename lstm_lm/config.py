@@ -64,9 +64,9 @@ class ModelConfig:
     """The network: embedding, stacked LSTM layers, dropout, decoder."""
 
     embedding_size: int = option(200, "Size of the token embeddings.", low=1)
-    hidden_size: int = option(200, "Units per LSTM layer.", low=1)
-    num_layers: int = option(2, "Number of stacked LSTM layers.", low=1)
-    dropout: float = option(0.0, "Dropout on the embeddings, between LSTM layers and before the decoder.",
+    hidden_size: int = option(200, "Units per recurrent layer.", low=1)
+    num_layers: int = option(2, "Number of stacked recurrent layers.", low=1)
+    dropout: float = option(0.0, "Dropout on the embeddings, between recurrent layers and before the decoder.",
                             low=0, high=1, high_open=True)
     tie_weights: bool = option(False, "Share the embedding matrix with the decoder (Press & Wolf 2017); a "
                                "projection is added when hidden_size differs from embedding_size.")
@@ -80,6 +80,15 @@ class ModelConfig:
     init: Literal["uniform", "default"] = option("uniform", "uniform: every weight from U(-init_range, "
                                                  "init_range) as in Zaremba et al.; default: PyTorch's own.")
     init_range: float = option(0.1, "Half-width of the uniform initialization.", low=0, low_open=True)
+    cell: Literal["lstm", "lstm_explicit", "lstm_peephole", "lstm_coupled", "gru", "rnn_tanh",
+                  "rnn_relu"] = option(
+        "lstm", "The recurrent cell. lstm: PyTorch's fused LSTM (cuDNN on GPU); lstm_explicit: the same LSTM "
+        "written out from its gate equations (lstm_lm/cells.py); lstm_peephole: gates also see the cell state "
+        "(Gers & Schmidhuber 2000); lstm_coupled: input and forget gates coupled, input = 1 - forget; gru, "
+        "rnn_tanh, rnn_relu: PyTorch's fused GRU and plain RNNs.")
+    forget_bias: Optional[float] = option(None, "LSTM cells: initial forget-gate bias (1.0 is common: the cell "
+                                          "keeps its memory at the start of training); null leaves the "
+                                          "initialization alone.")
 
 
 @dataclass

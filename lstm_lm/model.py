@@ -1,6 +1,7 @@
-"""The language model: embedding -> stacked LSTM -> dropout -> (projection) -> decoder, tied or not.
+"""The language model: embedding -> stacked recurrent layers -> dropout -> (projection) -> decoder, tied or not.
 
-The decoder is a full linear layer over the vocabulary or an adaptive softmax (`model.softmax`)."""
+The recurrent cell is `model.cell` (lstm_lm/cells.py); the decoder is a full linear layer over the vocabulary or an
+adaptive softmax (`model.softmax`)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cells import CoupledLSTM, ExplicitLSTM, FusedGRU, FusedRNN, PeepholeLSTM, State, set_forget_bias
 from .config import ModelConfig
 from .data import IGNORE
 from .errors import ConfigError
 from .softmax import AdaptiveSoftmax
 
-Hidden = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (num_layers, B, hidden_size)
+Hidden = State  # (h, c) for the LSTM cells, (h,) for the others; each (num_layers, B, hidden_size)
+LSTM_CELLS = ("lstm", "lstm_explicit", "lstm_peephole", "lstm_coupled")
+WRITTEN_CELLS = {"lstm_explicit": ExplicitLSTM, "lstm_peephole": PeepholeLSTM, "lstm_coupled": CoupledLSTM}
+
+
+def recurrent_layers(config: ModelConfig) -> nn.Module:
+    """The stacked layers of the cell `model.cell` names, (T, B, E) inputs -> (T, B, H) outputs."""
+    sizes = (config.embedding_size, config.hidden_size, config.num_layers)
+    dropout = config.dropout if config.num_layers > 1 else 0.0  # applied between layers only
+    if config.cell == "lstm":
+        return nn.LSTM(*sizes, dropout=dropout)  # fused; cuDNN on GPU
+    if config.cell == "gru":
+        return FusedGRU(*sizes, dropout=dropout)
+    if config.cell in ("rnn_tanh", "rnn_relu"):
+        return FusedRNN(*sizes, nonlinearity=config.cell.removeprefix("rnn_"), dropout=dropout)
+    return WRITTEN_CELLS[config.cell](*sizes, dropout=dropout)
 
 
 class LanguageModel(nn.Module):
@@ -23,9 +40,7 @@ class LanguageModel(nn.Module):
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, config.embedding_size)
         self.dropout = nn.Dropout(config.dropout)
-        # The fused module (cuDNN on GPU) applies the same dropout between its layers.
-        self.rnn = nn.LSTM(config.embedding_size, config.hidden_size, config.num_layers,
-                           dropout=config.dropout if config.num_layers > 1 else 0.0)
+        self.rnn = recurrent_layers(config)  # applies the same dropout between its layers
         needs_projection = config.tie_weights and config.hidden_size != config.embedding_size
         self.projection = nn.Linear(config.hidden_size, config.embedding_size) if needs_projection else None
         decoder_input = config.embedding_size if needs_projection else config.hidden_size
@@ -42,13 +57,17 @@ class LanguageModel(nn.Module):
         if config.init == "uniform":
             for parameter in self.parameters():
                 nn.init.uniform_(parameter, -config.init_range, config.init_range)
+        if config.forget_bias is not None:
+            if config.cell not in LSTM_CELLS:
+                raise ConfigError(f"model.forget_bias: the {config.cell} cell has no forget gate; leave it null")
+            set_forget_bias(self.rnn, config.forget_bias)
         if config.tie_weights and self.adaptive is None:
             self.decoder.weight = self.embedding.weight  # (V, E) serves both lookups and output scores
 
     def init_hidden(self, batch_size: int) -> Hidden:
         weight = self.embedding.weight
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)
-        return weight.new_zeros(shape), weight.new_zeros(shape)
+        return tuple(weight.new_zeros(shape) for _ in range(2 if self.config.cell in LSTM_CELLS else 1))
 
     def forward(self, tokens: torch.Tensor, hidden: Hidden,
                 targets: torch.Tensor | None = None) -> tuple[torch.Tensor, Hidden]:
@@ -67,11 +86,11 @@ class LanguageModel(nn.Module):
         log_probs = self.target_log_probs(features.flatten(0, 1), wanted.masked_fill(ignored, 0))  # (T * B,)
         return (-log_probs).masked_fill(ignored, 0.0).view_as(targets), hidden
 
-    # The output layer, in pieces that also serve callers holding LSTM outputs without a forward pass (packed
+    # The output layer, in pieces that also serve callers holding recurrent outputs without a forward pass (packed
     # agreement scoring).
 
     def output_features(self, output: torch.Tensor) -> torch.Tensor:
-        """Top-layer LSTM outputs (..., H) -> the decoder's input (..., D): dropout, then the tying projection."""
+        """Top-layer recurrent outputs (..., H) -> the decoder's input (..., D): dropout, then the tying projection."""
         output = self.dropout(output)
         return self.projection(output) if self.projection is not None else output
 

@@ -9,8 +9,9 @@ endings after the words a minimal pair shares). A batch of requests takes two pa
     pass 2   were ─> full   |   was ─> full                    one row per continuation of two pieces or more,
                                                                started from h, c: each piece predicts the next
 
-`pack_padded_sequence` lets rows of different lengths share a pass: the LSTM never reads padding, and the final
-state it returns is each row's own. Scores equal those of each sentence scored alone (a test checks to 1e-4).
+`pack_padded_sequence` lets rows of different lengths share a pass: the recurrent layers never read padding, and
+the final state they return ((h, c) for the LSTM cells, (h,) for the others) is each row's own. Scores equal those
+of each sentence scored alone (a test checks to 1e-4).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def score_requests(model: LanguageModel, boundary_id: int, requests: list[ScoreR
 def score_batch(model: LanguageModel, boundary_id: int, requests: list[ScoreRequest],
                 count_prefix: bool) -> list[list[float]]:
     device = model.embedding.weight.device
-    prefix_output, (h, c) = run_packed(model, [[boundary_id, *request.prefix] for request in requests], None)
+    prefix_output, state = run_packed(model, [[boundary_id, *request.prefix] for request in requests], None)
+    h = state[0]  # (num_layers, B, H)
     after_prefix = log_prob_rows(model, h[-1])  # (B, V): h[-1] is the top layer's output at each row's last token
     # Every continuation of the batch, flattened: which request it belongs to, and its ids.
     owners = [row for row, request in enumerate(requests) for _ in request.continuations]
@@ -62,7 +64,8 @@ def score_batch(model: LanguageModel, boundary_id: int, requests: list[ScoreRequ
     longer = [k for k, ids in enumerate(continuations) if len(ids) > 1]
     if longer:
         starts = owner_index[longer]
-        tail_output, _ = run_packed(model, [continuations[k][:-1] for k in longer], (h[:, starts], c[:, starts]))
+        tail_output, _ = run_packed(model, [continuations[k][:-1] for k in longer],
+                                    tuple(part[:, starts] for part in state))
         tails = summed_log_probs(model, tail_output, [continuations[k][1:] for k in longer])
         totals = totals.index_add(0, torch.tensor(longer, device=device), tails)
     flat = totals.tolist()
@@ -75,7 +78,8 @@ def score_batch(model: LanguageModel, boundary_id: int, requests: list[ScoreRequ
 
 def run_packed(model: LanguageModel, rows: list[list[int]], hidden: Hidden | None) -> tuple[PackedSequence, Hidden]:
     """Rows of token ids of any lengths (at least 1) -> the top layer's outputs, packed, and each row's final
-    (h, c), each (num_layers, B, H), in the rows' order. `hidden` is each row's starting state (None: zeros)."""
+    state, (h, c) or (h,), each (num_layers, B, H), in the rows' order. `hidden` is each row's starting state
+    (None: zeros)."""
     device = model.embedding.weight.device
     tokens = padded_columns(rows, 0, device)  # (T, B); the padding is never read
     embedded = model.dropout(model.embedding(tokens))  # (T, B, E)
