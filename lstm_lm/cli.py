@@ -99,12 +99,14 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line of stdout."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Parallel streams."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16, fp16 or auto [default: the "
+                                            "run's train.precision]."),
 ) -> None:
     """Perplexity (and bits per character for character models) of the best weights."""
     from .device import resolve_device
     from .evaluate import evaluate_run
 
-    report = evaluate_run(run_dir, split, file, resolve_device(device), batch_size)
+    report = evaluate_run(run_dir, split, file, resolve_device(device), batch_size, precision)
     if as_json:
         print(json.dumps(report))
         return
@@ -179,6 +181,8 @@ def eval_agreement(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, show_default="256",
                                              help="Pairs per forward pass."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    precision: str = typer.Option("fp32", "--precision", help="Scoring precision: fp32, bf16 (faster on CPUs "
+                                  "with AMX and on GPUs; close calls may flip), fp16 or auto."),
     prefix: Optional[str] = typer.Option(None, "--prefix", help="Probe: the words before the candidates."),
     candidates: Optional[str] = typer.Option(None, "--candidates", help="Probe: comma-separated words to rank "
                                              "after --prefix, e.g. were,was."),
@@ -193,4 +197,5 @@ def eval_agreement(
 
     run_eval_agreement(run_dir, paths or [], console=Console(highlight=False), warn=stderr, format_name=format_name,
                        method=method, skip_oov=skip_oov, output=output, items=items, batch_size=batch_size,
-                       device=device, prefix=prefix, candidates=candidates, write_suite=write_suite, plot=plot)
+                       device=device, precision=precision, prefix=prefix, candidates=candidates,
+                       write_suite=write_suite, plot=plot)

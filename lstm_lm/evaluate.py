@@ -61,8 +61,9 @@ def evaluate_ids(model: LanguageModel, ids: torch.Tensor, boundary_id: int | Non
 
 
 def evaluate_run(run_dir: Path, split: str, file: Path | None, device: torch.device,
-                 batch_size: int | None = None) -> dict[str, Any]:
-    """The numbers `lstm-lm evaluate` prints: tokens, loss, perplexity (and bits per character)."""
+                 batch_size: int | None = None, precision: str | None = None) -> dict[str, Any]:
+    """The numbers `lstm-lm evaluate` prints: tokens, loss, perplexity (and bits per character), computed in
+    `precision` (fp32, bf16, fp16, auto; by default the precision the run was trained in)."""
     run = load_run(run_dir, device)
     if file is not None:
         text, name = read_text(file, run.config.data.encoding), str(file)
@@ -75,5 +76,5 @@ def evaluate_run(run_dir: Path, split: str, file: Path | None, device: torch.dev
         raise UserError(f"{name}: no tokens to evaluate")
     result = evaluate_ids(run.model, ids, run.tokenizer.boundary_id,
                           batch_size or run.config.train.eval_batch_size, run.config.train.bptt, device,
-                          resolve_precision(run.config.train.precision, device))
+                          resolve_precision(precision or run.config.train.precision, device))
     return {"split": name, **result.numbers(with_bpc=run.tokenizer.kind == "char")}

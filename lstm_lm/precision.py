@@ -28,13 +28,13 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if name == "fp16":
         if device.type != "cuda":
-            raise UserError("train.precision=fp16 needs a CUDA device; on a CPU use bf16 (or auto)")
+            raise UserError("precision fp16 needs a CUDA device; on a CPU use bf16 (or auto)")
         return torch.float16
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.bfloat16 if cpu_has_fast_bf16() else None
-    raise UserError(f"train.precision={name}: expected fp32, bf16, fp16 or auto")
+    raise UserError(f"precision {name!r}: expected fp32, bf16, fp16 or auto")
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager:

@@ -125,3 +125,16 @@ def test_probe_ranks_candidates_by_their_log_probability():
     assert [word for word, _ in ranked] == sorted(expected, key=expected.get, reverse=True)
     assert dict(ranked) == pytest.approx(expected, abs=1e-4)
     assert unknown == ["barks"]  # read as <unk>, and said so
+
+
+def test_bf16_scoring_stays_close_to_fp32():
+    tokenizer = word_tokenizer()
+    run = loaded(random_model(tokenizer.vocab_size), tokenizer)
+    suite = Suite("s", "pairs-tsv", [Item(good, bad, f"s:{i}") for i, (good, bad) in enumerate(PAIRS)])
+    [exact] = evaluate_suites(run, [suite])
+    [fast] = evaluate_suites(run, [suite], dtype=torch.bfloat16)
+    for a, b in zip(exact.outcomes, fast.outcomes):
+        # bf16 keeps about 3 significant digits: close, but not the 1e-4 of fp32 (hence fp32 by default)
+        assert b.good_score == pytest.approx(a.good_score, rel=0.02)
+        assert b.bad_score == pytest.approx(a.bad_score, rel=0.02)
+        assert a.good_score != b.good_score  # it did run in bf16

@@ -100,3 +100,13 @@ def test_char_and_bpe_runs_round_trip(tmp_path, synthetic_corpus, kind, extra):
     assert report["tokens"] > 0 and report["ppl"] > 1
     sampled = runner.invoke(app, ["sample", str(run_dir), "--prompt", "k1", "--tokens", "10", "--seed", "3"])
     assert sampled.exit_code == 0 and sampled.stdout.startswith("k1")
+
+
+def test_evaluate_precision_option(trained_run):
+    exact = json.loads(runner.invoke(app, ["evaluate", str(trained_run), "--json"]).stdout.splitlines()[-1])
+    fast = json.loads(runner.invoke(app, ["evaluate", str(trained_run), "--json", "--precision", "bf16"]
+                                    ).stdout.splitlines()[-1])
+    assert fast["tokens"] == exact["tokens"]
+    assert fast["loss"] == pytest.approx(exact["loss"], rel=0.05) and fast["loss"] != exact["loss"]
+    bad = runner.invoke(app, ["evaluate", str(trained_run), "--precision", "fp8"])
+    assert bad.exit_code == 2 and "precision 'fp8': expected fp32, bf16, fp16 or auto" in bad.stderr

@@ -137,7 +137,7 @@ def test_fp16_on_cpu_is_refused(tmp_path, synthetic_corpus):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     config = tiny_config(synthetic_corpus, tmp_path / "cache", "train.precision=fp16", "train.device=cpu")
-    with pytest.raises(UserError, match="fp16 needs a CUDA device"):
+    with pytest.raises(UserError, match="precision fp16 needs a CUDA device"):
         train_quietly(config, tmp_path / "run")
 
 

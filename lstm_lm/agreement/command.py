@@ -12,6 +12,7 @@ from ..atomic import atomic_write_text
 from ..checkpoint import load_run
 from ..device import resolve_device
 from ..errors import UserError
+from ..precision import resolve_precision
 from .evaluate import DEFAULT_BATCH_SIZE, evaluate_suites
 from .formats import read_suites
 from .plot import load_report, plot_report
@@ -24,6 +25,7 @@ from .suite import builtin_suite, write_suite as write_pairs
 def eval_agreement(run_dir: Path | None, paths: list[Path], *, console: Console, warn: Console,
                    format_name: str = "auto", method: str = "auto", skip_oov: bool = False,
                    output: Path | None = None, items: Path | None = None, batch_size: int | None = None,
+                   precision: str = "fp32",
                    device: str = "auto", prefix: str | None = None, candidates: str | None = None,
                    write_suite: Path | None = None, plot: Path | None = None) -> None:
     """Everything is read and checked, then scored, then written: an error leaves no report behind."""
@@ -50,7 +52,7 @@ def eval_agreement(run_dir: Path | None, paths: list[Path], *, console: Console,
         run_probe(run_dir, prefix, candidates.split(","), device, console, warn)
         return
     run_evaluation(run_dir, paths, format_name, method, skip_oov, output, items,
-                   batch_size or DEFAULT_BATCH_SIZE, device, console)
+                   batch_size or DEFAULT_BATCH_SIZE, device, precision, console)
 
 
 def run_plot(report_path: Path, image: Path, console: Console) -> None:
@@ -68,10 +70,12 @@ def run_probe(run_dir: Path, prefix: str, candidates: list[str], device: str, co
 
 
 def run_evaluation(run_dir: Path, paths: list[Path], format_name: str, method: str, skip_oov: bool,
-                   output: Path | None, items: Path | None, batch_size: int, device: str, console: Console) -> None:
+                   output: Path | None, items: Path | None, batch_size: int, device: str, precision: str,
+                   console: Console) -> None:
     suites = read_suites(paths, format_name) if paths else [builtin_suite()]
-    run = load_run(run_dir, resolve_device(device))
-    results = evaluate_suites(run, suites, method, skip_oov, batch_size)
+    target = resolve_device(device)
+    run = load_run(run_dir, target)
+    results = evaluate_suites(run, suites, method, skip_oov, batch_size, resolve_precision(precision, target))
     report = build_report(str(run_dir), results)
     if output is not None:
         atomic_write_text(output, json.dumps(report, indent=2) + "\n")

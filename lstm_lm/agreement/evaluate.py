@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from ..checkpoint import LoadedRun
 from ..errors import UserError
+from ..precision import autocast
 from .items import METHODS, STANDARD_METHOD, Item, Suite
 from .pairs import EncodedPair, PairEncoder
 from .scoring import score_requests
@@ -57,10 +60,10 @@ def sentence_start(run: LoadedRun) -> int:
 
 
 def evaluate_suites(run: LoadedRun, suites: list[Suite], method: str = "auto", skip_oov: bool = False,
-                    batch_size: int = DEFAULT_BATCH_SIZE) -> list[SuiteResult]:
+                    batch_size: int = DEFAULT_BATCH_SIZE, dtype: torch.dtype | None = None) -> list[SuiteResult]:
     """Score every pair of every suite. Pairs whose deciding words are out of vocabulary are counted and kept
     (left out with `skip_oov`); the built-in suite always leaves out items with any word the model lacks, so that
-    no word of its lexicon is silently read as <unk>."""
+    no word of its lexicon is silently read as <unk>. `dtype` is the autocast precision (None: fp32)."""
     boundary_id = sentence_start(run)
     encoder = PairEncoder(run.tokenizer)
     # Every suite is encoded before any is scored: a bad item anywhere stops the run before minutes of scoring.
@@ -71,8 +74,9 @@ def evaluate_suites(run: LoadedRun, suites: list[Suite], method: str = "auto", s
         unknown = [out_of_vocabulary(pair, suite) for pair in pairs]  # aligned with pairs
         left_out = suite.format == "builtin" or skip_oov
         scored = [pair for pair, found in zip(pairs, unknown) if not (left_out and found)]
-        scores = score_requests(run.model, boundary_id, [pair.request for pair in scored],
-                                count_prefix=chosen == "sentence", batch_size=batch_size)
+        with autocast(run.model.embedding.weight.device, dtype):
+            scores = score_requests(run.model, boundary_id, [pair.request for pair in scored],
+                                    count_prefix=chosen == "sentence", batch_size=batch_size)
         outcomes = [Outcome(pair.item, good, bad) for pair, (good, bad) in zip(scored, scores)]
         words = sorted({word for found in unknown for word in found})
         results.append(SuiteResult(suite, chosen, outcomes, sum(1 for found in unknown if found), words, left_out))
