@@ -1,14 +1,15 @@
 """Training speed of lstm-lm against the classic PyTorch loop, measured in one run on the machine at hand.
 
-Model: the PTB medium LSTM (2×650, vocabulary 10,000) on Penn Treebank windows. Prints
+Model: the PTB medium LSTM (2×650, vocabulary 10,000) on Penn Treebank windows, or the model of another config
+(--config; its sizes, BPTT and corpus). Prints
   1. the machine's matrix-multiply peak in fp32 and bf16 (2048×2048 products);
   2. a reference: the classic word-language-model loop written out plainly below (fp32 nn.LSTM, plain SGD,
-     batch 20, BPTT 35, clip 0.25);
+     batch 20, the config's BPTT (35 for PTB medium), clip 0.25);
   3. lstm-lm's trainer step on the same model, batch and BPTT, in fp32 and in bf16;
   4. lstm-lm's trainer with the fastest settings the recipes use (bf16, a larger batch);
 each as tokens/s, model GFLOP/s, share of the matching peak and ratio to the reference.
 
-Run: python scripts/bench_train.py [--steps N] [--fast-batch B] [--json]
+Run: python scripts/bench_train.py [--config configs/ptb-medium.yaml] [--steps N] [--fast-batch B] [--json]
 """
 
 from __future__ import annotations
@@ -27,19 +28,21 @@ from rich.console import Console
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lstm_lm.config import load_config  # noqa: E402
+from lstm_lm.config import Config, load_config  # noqa: E402
 from lstm_lm.data import batchify, bptt_windows, load_corpus  # noqa: E402
 from lstm_lm.progress import Reporter  # noqa: E402
 from lstm_lm.train import Trainer  # noqa: E402
 
-VOCAB, EMBED, HIDDEN, LAYERS, BPTT = 10_000, 650, 650, 2, 35
+REFERENCE_BATCH, REFERENCE_CLIP, REFERENCE_LR = 20, 0.25, 20.0  # the PyTorch word_language_model defaults
 
 
-def model_flops_per_token() -> float:
+def model_flops_per_token(config: Config, vocab: int) -> float:
     """Forward multiply-adds ×2 of the LSTM layers (4 gates over input and hidden) and the decoder, ×3 for
     forward plus backward."""
-    lstm = sum(2 * 4 * ((EMBED if layer == 0 else HIDDEN) + HIDDEN) * HIDDEN for layer in range(LAYERS))
-    return 3 * (lstm + 2 * HIDDEN * VOCAB)
+    m = config.model
+    lstm = sum(2 * 4 * ((m.embedding_size if layer == 0 else m.hidden_size) + m.hidden_size) * m.hidden_size
+               for layer in range(m.num_layers))
+    return 3 * (lstm + 2 * m.hidden_size * vocab)
 
 
 def timed(step, warmup: int, steps: int) -> float:
@@ -57,18 +60,19 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048) -> float:
     return 2 * size**3 / timed(lambda: a @ b, 2, 8) / 1e9
 
 
-def reference_tokens_per_s(train_ids: torch.Tensor, steps: int) -> float:
+def reference_tokens_per_s(config: Config, train_ids: torch.Tensor, vocab: int, steps: int) -> float:
     """The classic loop, as the PyTorch word_language_model example writes it."""
     torch.manual_seed(0)
-    embedding = torch.nn.Embedding(VOCAB, EMBED)
-    rnn = torch.nn.LSTM(EMBED, HIDDEN, LAYERS, dropout=0.5)
-    decoder = torch.nn.Linear(HIDDEN, VOCAB)
-    drop = torch.nn.Dropout(0.5)
+    m, bptt = config.model, config.train.bptt
+    embedding = torch.nn.Embedding(vocab, m.embedding_size)
+    rnn = torch.nn.LSTM(m.embedding_size, m.hidden_size, m.num_layers, dropout=m.dropout)
+    decoder = torch.nn.Linear(m.hidden_size, vocab)
+    drop = torch.nn.Dropout(m.dropout)
     parameters = [*embedding.parameters(), *rnn.parameters(), *decoder.parameters()]
-    data = batchify(train_ids, 20)
-    windows = iter(bptt_windows(data, BPTT))
-    hidden = (torch.zeros(LAYERS, 20, HIDDEN), torch.zeros(LAYERS, 20, HIDDEN))
-    lr, clip = 20.0, 0.25
+    data = batchify(train_ids, REFERENCE_BATCH)
+    windows = iter(bptt_windows(data, bptt))
+    shape = (m.num_layers, REFERENCE_BATCH, m.hidden_size)
+    hidden = (torch.zeros(shape), torch.zeros(shape))
 
     def step() -> None:
         nonlocal hidden
@@ -78,35 +82,36 @@ def reference_tokens_per_s(train_ids: torch.Tensor, steps: int) -> float:
             p.grad = None
         output, hidden = rnn(drop(embedding(inputs)), hidden)
         logits = decoder(drop(output))
-        loss = torch.nn.functional.cross_entropy(logits.view(-1, VOCAB), targets.reshape(-1))
+        loss = torch.nn.functional.cross_entropy(logits.view(-1, vocab), targets.reshape(-1))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, clip)
+        torch.nn.utils.clip_grad_norm_(parameters, REFERENCE_CLIP)
         for p in parameters:
-            p.data.add_(p.grad, alpha=-lr)
+            p.data.add_(p.grad, alpha=-REFERENCE_LR)
 
-    return 20 * BPTT / timed(step, 3, steps)
+    return REFERENCE_BATCH * bptt / timed(step, 3, steps)
 
 
-def trainer_tokens_per_s(batch_size: int, precision: str, steps: int, cache_dir: str) -> float:
-    """lstm-lm's own training step (Trainer.train_step) on the PTB medium model."""
-    config = load_config(REPO / "configs/ptb-medium.yaml", [
-        f"train.batch_size={batch_size}", f"train.precision={precision}", "train.clip=0.25",
-        "train.loss_reduction=mean", "train.lr=20", "train.device=cpu", f"data.cache_dir={cache_dir}"])
+def trainer_tokens_per_s(config_path: str, batch_size: int, precision: str, steps: int, cache_dir: str) -> float:
+    """lstm-lm's own training step (Trainer.train_step) on the config's model."""
+    config = load_config(config_path, [
+        f"train.batch_size={batch_size}", f"train.precision={precision}", f"train.clip={REFERENCE_CLIP}",
+        "train.loss_reduction=mean", f"train.lr={REFERENCE_LR}", "train.device=cpu", f"data.cache_dir={cache_dir}"])
     corpus = load_corpus(config.data, config.tokenizer)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, Path(run_dir), corpus, torch.device("cpu"),
                           Reporter(Path(run_dir) / "metrics.jsonl", Console(file=io.StringIO())))
-        windows = iter(bptt_windows(trainer.train_data, BPTT))
+        windows = iter(bptt_windows(trainer.train_data, config.train.bptt))
 
         def step() -> None:
             _, inputs, targets = next(windows)
             trainer.train_step(inputs, targets)
 
-        return batch_size * BPTT / timed(step, 3, steps)
+        return batch_size * config.train.bptt / timed(step, 3, steps)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(REPO / "configs/ptb-medium.yaml"), help="the model to time")
     parser.add_argument("--steps", type=int, default=15, help="timed steps per configuration")
     parser.add_argument("--fast-batch", type=int, default=128, help="batch size of the fastest settings")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -115,16 +120,18 @@ def main() -> None:
     torch.manual_seed(0)
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     cache_dir = tempfile.mkdtemp()
-    config = load_config(REPO / "configs/ptb-medium.yaml", [f"data.cache_dir={cache_dir}"])
-    train_ids = load_corpus(config.data, config.tokenizer).train
-    flops = model_flops_per_token()
+    config = load_config(args.config, [f"data.cache_dir={cache_dir}"])
+    corpus = load_corpus(config.data, config.tokenizer)
+    vocab = corpus.tokenizer.vocab_size
+    flops = model_flops_per_token(config, vocab)
 
-    rows = [("reference: classic loop, fp32, batch 20", "fp32", reference_tokens_per_s(train_ids, args.steps))]
+    rows = [("reference: classic loop, fp32, batch 20", "fp32",
+             reference_tokens_per_s(config, corpus.train, vocab, args.steps))]
     for precision in ("fp32", "bf16"):
         rows.append((f"lstm-lm, {precision}, batch 20", precision,
-                     trainer_tokens_per_s(20, precision, args.steps, cache_dir)))
+                     trainer_tokens_per_s(args.config, REFERENCE_BATCH, precision, args.steps, cache_dir)))
     rows.append((f"lstm-lm fastest: bf16, batch {args.fast_batch}", "bf16",
-                 trainer_tokens_per_s(args.fast_batch, "bf16", args.steps, cache_dir)))
+                 trainer_tokens_per_s(args.config, args.fast_batch, "bf16", args.steps, cache_dir)))
 
     reference = rows[0][2]
     results = [{"name": name, "precision": precision, "tokens_per_s": tps, "gflops": tps * flops / 1e9,
@@ -138,8 +145,9 @@ def main() -> None:
         print(json.dumps(summary))
         return
     print(f"matrix-multiply peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
-    print(f"model: PTB medium LSTM {LAYERS}×{HIDDEN}, vocabulary {VOCAB:,}, BPTT {BPTT}, "
-          f"{flops / 1e6:.1f} MFLOP per token (forward + backward)")
+    m = config.model
+    print(f"model: {Path(args.config).name}, LSTM {m.num_layers}×{m.hidden_size}, vocabulary {vocab:,}, BPTT "
+          f"{config.train.bptt}, {flops / 1e6:.1f} MFLOP per token (forward + backward)")
     print(f"{'run':45} {'tok/s':>8} {'GFLOP/s':>8} {'of peak':>8} {'× ref':>6}")
     for r in results:
         print(f"{r['name']:45} {r['tokens_per_s']:8,.0f} {r['gflops']:8.1f} {r['peak_share']:8.1%} "
