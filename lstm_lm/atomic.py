@@ -6,22 +6,36 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import UserError
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync it, then rename it over `path`."""
+    """Write to a temporary file in the same directory, fsync it, then rename it over `path`.
+
+    A full disk or an unwritable directory raises a UserError naming `path`; the previous file is left intact.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise cannot_write(path, error) from None
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise cannot_write(path, error) from None
         raise
     sync_directory(path.parent)
+
+
+def cannot_write(path: Path, error: OSError) -> UserError:
+    return UserError(f"{path}: cannot write: {error.strerror or error}; the previous version, if any, is intact")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -5,6 +5,7 @@
       tokenizer.json   the tokenizer (plain JSON)
       model.pt         best weights by validation (a state dict of tensors)
       checkpoint.pt    the latest weights, optimizer and trainer state, RNG state and hidden state, for --resume
+      checkpoint-STEP.pt   older checkpoints, with train.keep_checkpoints > 1; resume falls back to them
       run.json         what the run is: format version, status, sizes, best and final numbers
       metrics.jsonl    one JSON record per line: progress, validation, test
 
@@ -16,10 +17,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import yaml
@@ -62,6 +64,66 @@ def load_tensors(path: Path) -> dict[str, Any]:
             raise UserError(f"{path}: refused to load: it would run code ({unsafe.group(1)}); a checkpoint "
                             f"holds only tensors and plain data") from None
         raise UserError(f"{path}: cannot read checkpoint: corrupted or truncated ({type(error).__name__})") from None
+
+
+def checkpoint_files(directory: Path) -> list[Path]:
+    """checkpoint.pt, then the older checkpoints kept beside it, newest first: the order resume tries them in."""
+    older = []
+    for path in directory.glob("checkpoint-*.pt"):
+        step = path.name[len("checkpoint-"):-len(".pt")]
+        if step.isdigit():
+            older.append((int(step), path))
+    latest = [directory / CHECKPOINT] if (directory / CHECKPOINT).is_file() else []
+    return latest + [path for _, path in sorted(older, reverse=True)]
+
+
+def write_checkpoint(directory: Path, state: dict[str, Any], keep: int, previous_step: int | None) -> None:
+    """Write checkpoint.pt atomically. With keep > 1 the file it replaces (written at `previous_step`) lives on as
+    checkpoint-<previous_step>.pt, and the oldest beyond `keep` files in all are deleted."""
+    latest = directory / CHECKPOINT
+    rotate = previous_step is not None and previous_step != state["trainer"]["step"]
+    if keep > 1 and rotate and latest.is_file():
+        second_name(latest, directory / f"checkpoint-{previous_step}.pt")
+    save_tensors(latest, {"format_version": FORMAT_VERSION, **state})
+    for old in checkpoint_files(directory)[keep:]:
+        old.unlink(missing_ok=True)
+
+
+def second_name(source: Path, target: Path) -> None:
+    """Give `source` a second name without copying: it keeps the old bytes once `source` is replaced by a rename."""
+    target.unlink(missing_ok=True)  # a checkpoint of the same step from an abandoned stretch of the run
+    try:
+        os.link(source, target)
+    except OSError:  # a filesystem without hard links: copy instead
+        atomic_write_bytes(target, source.read_bytes())
+
+
+def load_checkpoint(directory: Path, warn: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint that loads, and its path; a damaged newer one is named in a warning line."""
+    candidates = checkpoint_files(directory)
+    if not candidates:
+        raise UserError(f"{directory}: no {CHECKPOINT} to resume from")
+    skipped: list[UserError] = []
+    for path in candidates:
+        try:
+            state = load_tensors(path)
+        except UserError as error:
+            skipped.append(error)
+            continue
+        check_checkpoint_format(path, state)
+        if skipped:
+            warn(f"warning: {skipped[0]}; resuming from {path.name} instead")
+        return path, state
+    raise skipped[0]
+
+
+def check_checkpoint_format(path: Path, state: Any) -> None:
+    if not isinstance(state, dict) or "trainer" not in state:
+        raise UserError(f"{path}: not a training checkpoint (model.pt holds weights only; resume needs "
+                        f"{CHECKPOINT})")
+    version = state.get("format_version", 1)  # checkpoints written before the key have format 1's layout
+    if version != FORMAT_VERSION:
+        raise UserError(f"{path}: checkpoint format {version!r}, but this lstm-lm reads format {FORMAT_VERSION}")
 
 
 def model_weights(model: LanguageModel) -> dict[str, torch.Tensor]:

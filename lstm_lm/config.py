@@ -39,6 +39,9 @@ class DataConfig:
     test_fraction: float = option(0.05, "Single-file corpora: share of the text at the very end used for test.",
                                   low=0, high=0.5, low_open=True)
     encoding: str = option("utf-8", "Text encoding of the corpus files.")
+    errors: Literal["strict", "replace"] = option(
+        "strict", "Bytes that are not valid in data.encoding. strict: stop with an error naming the file and "
+        "the byte offset; replace: decode them as U+FFFD and say so in one warning line per file.")
     cache: bool = option(True, "Cache token ids on disk, keyed by corpus content and tokenizer settings.")
     cache_dir: str = option("", "Where the token-id cache lives; empty means $XDG_CACHE_HOME/lstm-lm "
                             "(~/.cache/lstm-lm).")
@@ -119,6 +122,18 @@ class TrainConfig:
                                              "end of each epoch).", low=1)
     eval_batch_size: int = option(10, "Parallel streams during evaluation.", low=1)
     log_every_steps: int = option(50, "Steps between progress records in metrics.jsonl.", low=1)
+    checkpoint_every_steps: Optional[int] = option(
+        None, "Also write checkpoint.pt every this many steps, so that a killed run loses at most that many "
+        "(null: at each validation and epoch end only).", low=1)
+    keep_checkpoints: int = option(
+        1, "Checkpoints kept: checkpoint.pt (the latest) and up to this many minus one older ones as "
+        "checkpoint-STEP.pt. Resume falls back to the newest one that loads when the latest is damaged.", low=1)
+    max_bad_steps: int = option(
+        5, "A step whose loss (or gradient norm) is NaN or infinite is skipped and counted; after this many in a "
+        "row the run restores the last checkpoint and multiplies lr by bad_steps_lr_factor.", low=1)
+    bad_steps_lr_factor: float = option(
+        0.5, "Factor applied to lr each time too many bad steps in a row restore the last checkpoint.",
+        low=0, high=1, low_open=True, high_open=True)
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto picks CUDA when present.")
     precision: Literal["fp32", "bf16", "fp16", "auto"] = option(
         "fp32", "Autocast precision for training and evaluation; weights and optimizer state stay fp32. bf16 "

@@ -37,7 +37,10 @@ class Corpus:
         return getattr(self, name)
 
 
-def read_text(path: Path, encoding: str) -> str:
+def read_text(path: Path, encoding: str, errors: str = "strict",
+              warn: Callable[[str], None] = lambda message: None) -> str:
+    """A text file's content. A binary file (a NUL byte) is refused; undecodable bytes are an error naming their
+    offset, or with errors="replace" become U+FFFD, said once in `warn`."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -45,20 +48,31 @@ def read_text(path: Path, encoding: str) -> str:
     except OSError as error:
         raise UserError(f"{path}: cannot read: {error.strerror}") from None
     try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path}: not valid {encoding} at byte offset {error.start}") from None
+        # Only where NUL is one zero byte (ASCII-compatible encodings): in UTF-16 zero bytes are ordinary.
+        nul = data.find(b"\0") if "\0".encode(encoding) == b"\0" else -1
     except LookupError:
         raise UserError(f"{path}: unknown encoding {encoding!r} (data.encoding)") from None
+    if nul >= 0:
+        raise UserError(f"{path}: a binary file, not text (NUL byte at offset {nul})")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        if errors != "replace":
+            raise UserError(f"{path}: not valid {encoding} at byte offset {error.start} (data.errors=replace "
+                            f"decodes such bytes as U+FFFD)") from None
+        warn(f"warning: {path}: not valid {encoding} from byte offset {error.start}; invalid bytes read as U+FFFD "
+             f"(data.errors=replace)")
+        return data.decode(encoding, errors="replace")
 
 
-def read_splits(config: DataConfig) -> dict[str, str]:
+def read_splits(config: DataConfig, warn: Callable[[str], None] = lambda message: None) -> dict[str, str]:
     """The text of each split: from a directory's three files, or one file cut at line ends by fractions."""
     root = Path(config.path)
     if not root.exists():
         raise UserError(f"{root}: corpus not found (data.path)")
     if root.is_file():
-        texts = split_by_fractions(read_text(root, config.encoding), config.valid_fraction, config.test_fraction)
+        text = read_text(root, config.encoding, config.errors, warn)
+        texts = split_by_fractions(text, config.valid_fraction, config.test_fraction)
         where = {split: f"{root} ({split} share)" for split in SPLITS}
     else:
         texts, where = {}, {}
@@ -66,7 +80,7 @@ def read_splits(config: DataConfig) -> dict[str, str]:
             found = [root / name for name in SPLIT_FILES[split] if (root / name).is_file()]
             if not found:
                 raise UserError(f"{root}: no {split} file (looked for {', '.join(SPLIT_FILES[split])})")
-            texts[split] = read_text(found[0], config.encoding)
+            texts[split] = read_text(found[0], config.encoding, config.errors, warn)
             where[split] = str(found[0])
     for split, text in texts.items():
         if not text.strip():
@@ -103,21 +117,40 @@ def default_cache_dir() -> Path:
 def load_corpus(data: DataConfig, tokenizer_config: TokenizerConfig,
                 log: Callable[[str], None] = lambda message: None) -> Corpus:
     """Read, tokenize and cache a corpus; a second call with the same text and settings reads the cache."""
-    texts = read_splits(data)
+    texts = read_splits(data, warn=log)
     cache_file = None
     if data.cache:
         cache_file = Path(data.cache_dir or default_cache_dir()) / f"{cache_key(texts, tokenizer_config)}.pt"
         cached = read_cache(cache_file)
         if cached is not None:
             log(f"token ids read from cache {cache_file}")
+            warn_unreached_cap(cached.tokenizer, tokenizer_config, log)
             return cached
     tokenizer = fit_tokenizer(texts["train"], tokenizer_config)
+    warn_unreached_cap(tokenizer, tokenizer_config, log)
     ids = {split: torch.tensor(tokenizer.encode_corpus(texts[split]), dtype=torch.int64) for split in SPLITS}
     corpus = Corpus(tokenizer, ids["train"], ids["valid"], ids["test"])
     if cache_file is not None:
         write_cache(cache_file, corpus)
         log(f"token ids cached in {cache_file}")
     return corpus
+
+
+def warn_unreached_cap(tokenizer: Tokenizer, config: TokenizerConfig, log: Callable[[str], None]) -> None:
+    """A vocabulary cap above what the training text holds is harmless (every type is kept), but worth a line:
+    the user may have expected a larger vocabulary, or meant another key."""
+    key, cap = {"word": ("tokenizer.max_size", config.max_size),
+                "bpe": ("tokenizer.bpe_vocab_size", config.bpe_vocab_size)}.get(config.kind, (None, None))
+    if cap is not None and tokenizer.vocab_size < cap:
+        log(f"warning: {key}={cap} is larger than the vocabulary the training split yields "
+            f"({tokenizer.vocab_size:,}, specials included); every type is kept")
+
+
+def require_tokens(ids: torch.Tensor, split: str, needed: int, formula: str, where: str) -> None:
+    """Refuse a split too short to fill one (T, B) window, naming the split and the numbers."""
+    if ids.numel() < needed:
+        raise UserError(f"{where}: the {split} split has {ids.numel():,} tokens, fewer than one window: "
+                        f"{formula} = {needed:,}")
 
 
 def read_cache(path: Path) -> Corpus | None:
@@ -139,7 +172,7 @@ def write_cache(path: Path, corpus: Corpus) -> None:
                 **{split: corpus.split(split).to(torch.int32) for split in SPLITS}}, buffer)
     try:
         atomic_write_bytes(path, buffer.getvalue())
-    except OSError:
+    except UserError:
         pass  # a read-only or full cache directory only costs the next run a re-tokenization
 
 

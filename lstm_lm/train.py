@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -15,11 +17,15 @@ from typing import Any, Iterator
 import torch
 from rich.console import Console
 
-from .checkpoint import (CHECKPOINT, METRICS, RUN_INFO, WEIGHTS, load_model_weights, load_tensors,
-                         model_weights, save_tensors, write_run_files, write_run_info)
+from .atomic import atomic_write_text
+from .checkpoint import (CHECKPOINT, METRICS, RUN_INFO, WEIGHTS, checkpoint_files, load_checkpoint,
+                         load_model_weights, load_tensors, model_weights, save_tensors, write_checkpoint,
+                         write_run_files, write_run_info)
 from .config import Config, TrainConfig
-from .data import Corpus, batchify, bptt_windows, evaluation_layout, load_corpus, windows_per_epoch
+from .data import (Corpus, batchify, bptt_windows, evaluation_layout, load_corpus, require_tokens,
+                   windows_per_epoch)
 from .device import resolve_device
+from .distributed import World, any_rank, barrier, gather, join_world, leave_world, shard, sum_over_ranks
 from .errors import UserError
 from .evaluate import Evaluation, evaluate_layout
 from .model import Hidden, LanguageModel, detach_hidden
@@ -34,12 +40,18 @@ class TrainerState:
 
     epoch: int = 0  # current epoch, counted from 0
     row: int = 0  # first row of the next BPTT window in the batchified training data
-    step: int = 0  # optimizer steps taken
+    step: int = 0  # training windows processed, skipped bad steps included
     tokens: int = 0  # training tokens consumed
     lr: float = 0.0
     best_valid_loss: float = math.inf
     last_epoch_valid_loss: float = math.inf
     elapsed_s: float = 0.0  # wall time spent training in earlier processes of this run
+    bad_steps: int = 0  # steps skipped because the loss or the gradient norm was NaN or infinite
+    bad_in_row: int = 0  # of those, how many came last in a row
+
+
+# A run that keeps failing at the same checkpoint after this many restores is stuck: lowering lr did not help.
+MAX_RESTORES = 3
 
 
 class StopRequest:
@@ -70,6 +82,11 @@ class StopRequest:
                 signal.signal(sig, handler)
 
 
+def due(step: int, every: int | None) -> bool:
+    """Whether an every-N-steps action (null N: never) falls on this step."""
+    return every is not None and step % every == 0
+
+
 def build_optimizer(parameters: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adamw":
         return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
@@ -84,38 +101,53 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 def prepare_run_directory(run_dir: Path, resume: bool, force: bool) -> None:
     existing = (run_dir / RUN_INFO).exists() or (run_dir / CHECKPOINT).exists()
     if resume:
-        if not (run_dir / CHECKPOINT).is_file():
+        if not checkpoint_files(run_dir):
             raise UserError(f"{run_dir}: no {CHECKPOINT} to resume from")
         return
     if existing and not force:
         raise UserError(f"{run_dir}: already holds a run; continue it with --resume, or pass --force to "
                         f"replace it, or choose another --out")
     if existing:
-        for name in (CHECKPOINT, WEIGHTS, RUN_INFO, METRICS):
-            (run_dir / name).unlink(missing_ok=True)
+        for path in (*checkpoint_files(run_dir), *(run_dir / name for name in (WEIGHTS, RUN_INFO, METRICS))):
+            path.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
 class Trainer:
-    def __init__(self, config: Config, run_dir: Path, corpus: Corpus, device: torch.device, reporter: Reporter):
+    def __init__(self, config: Config, run_dir: Path, corpus: Corpus, device: torch.device, reporter: Reporter,
+                 world: World = World()):
         self.config, self.run_dir, self.corpus, self.device, self.reporter = config, run_dir, corpus, device, reporter
+        self.world = world
         train = config.train
         torch.manual_seed(train.seed)
         self.model = LanguageModel(config.model, corpus.tokenizer.vocab_size).to(device)
+        # The forward pass that trains: under DDP it averages the gradients over ranks during backward. The
+        # adaptive softmax leaves a tail cluster without gradient when no target falls in it.
+        self.network = self.model if not world.distributed else torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[device] if device.type == "cuda" else None,
+            find_unused_parameters=config.model.softmax == "adaptive")
+        if world.distributed:
+            torch.manual_seed(train.seed + world.rank)  # each rank its own dropout masks; weights came from rank 0
         self.parameters = list(self.model.parameters())
         self.optimizer = build_optimizer(self.parameters, train)
         self.dtype = resolve_precision(train.precision, device)
         # Loss scaling keeps small fp16 gradients from flushing to zero; bf16 has fp32's range and needs none.
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype is torch.float16)
         self.state = TrainerState(lr=self.initial_lr())
-        self.train_data = batchify(corpus.train, train.batch_size).to(device)  # (N / B, B)
+        train_ids, valid_ids = shard(corpus.train, world, equal=True), shard(corpus.valid, world, equal=False)
+        where = config.data.path + (f" (1/{world.size} per process)" if world.distributed else "")
+        # One window of inputs needs its next-token targets too: bptt + 1 rows of batch_size tokens.
+        require_tokens(train_ids, "train", (train.bptt + 1) * train.batch_size,
+                       f"(train.bptt + 1) × train.batch_size = ({train.bptt} + 1) × {train.batch_size}", where)
+        require_tokens(valid_ids, "valid", train.bptt * train.eval_batch_size,
+                       f"train.bptt × train.eval_batch_size = {train.bptt} × {train.eval_batch_size}", where)
+        self.train_data = batchify(train_ids, train.batch_size).to(device)  # (N / size / B, B)
         self.windows = windows_per_epoch(self.train_data, train.bptt)
-        if self.windows == 0:
-            raise UserError(f"{config.data.path}: the train split has {corpus.train.numel()} tokens, too few for "
-                            f"train.batch_size={train.batch_size} (at least {2 * train.batch_size} needed)")
-        self.valid_layout = evaluation_layout(corpus.valid, train.eval_batch_size, corpus.tokenizer.boundary_id)
+        self.valid_layout = evaluation_layout(valid_ids, train.eval_batch_size, corpus.tokenizer.boundary_id)
         self.hidden: Hidden = self.model.init_hidden(train.batch_size)
         self.stop = StopRequest()
+        self.saved_step: int | None = None  # step of the state in checkpoint.pt, when this process knows it
+        self.restores: dict[int, int] = {}  # checkpoint step -> times restored after too many bad steps
         self.started = time.perf_counter()  # reset by run(); elapsed() adds earlier processes' time
 
     def initial_lr(self) -> float:
@@ -132,51 +164,119 @@ class Trainer:
     # ---- checkpoints -------------------------------------------------------------------------------------------
 
     def save_checkpoint(self) -> None:
-        save_tensors(self.run_dir / CHECKPOINT, {
-            "model": model_weights(self.model),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "trainer": {**asdict(self.state), "elapsed_s": self.elapsed()},
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-            "hidden": [state.detach().cpu() for state in self.hidden],
-        })
+        """Write checkpoint.pt (rotating older ones per train.keep_checkpoints); never with non-finite weights."""
+        if not torch.stack([p.isfinite().all() for p in self.parameters]).all():  # the same on every rank
+            self.reporter.message(f"warning: weights are not finite at step {self.state.step}; {CHECKPOINT} "
+                                  f"keeps the state of step {self.saved_step}")
+            return
+        # Each rank reads its own shard with its own hidden state and dropout RNG: all of them are kept.
+        hidden = [gather(state.detach(), self.world) for state in self.hidden]  # [state][rank]
+        rngs = gather(torch.get_rng_state(), self.world)
+        rank_states = [{"hidden": [state[rank] for state in hidden], "rng": rngs[rank]}
+                       for rank in range(self.world.size)]
+        if self.world.main:
+            write_checkpoint(self.run_dir, {
+                "model": model_weights(self.model),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "trainer": {**asdict(self.state), "elapsed_s": self.elapsed()},
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                "hidden": [state.detach().cpu() for state in self.hidden],
+                "train_rows": self.train_data.size(0),  # what state.row counts in
+                "rank_states": rank_states,  # one per process
+            }, self.config.train.keep_checkpoints, self.saved_step)
+        self.saved_step = self.state.step
 
-    def restore_checkpoint(self) -> None:
-        path = self.run_dir / CHECKPOINT
-        saved = load_tensors(path)
+    def resume(self) -> None:
+        """Continue from the newest checkpoint that loads, forgetting what was logged after it."""
+        self.restore_checkpoint()
+        if not self.world.main:
+            return
+        # Drop progress records written after this checkpoint by the process that was stopped.
+        metrics = self.run_dir / METRICS
+        kept = [r for r in read_metrics(metrics) if r.get("step", 0) <= self.state.step]
+        atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def restore_checkpoint(self) -> Path:
+        """Load model, optimizer, trainer, RNG and hidden state from the newest checkpoint that loads."""
+        path, saved = load_checkpoint(self.run_dir, self.reporter.message)
         try:
             load_model_weights(self.model, saved["model"], path)
             self.optimizer.load_state_dict(saved["optimizer"])
             if saved.get("scaler"):  # absent in checkpoints written before mixed precision
                 self.scaler.load_state_dict(saved["scaler"])
             self.state = TrainerState(**saved["trainer"])
-            torch.set_rng_state(saved["rng"])
+            ranks = saved.get("rank_states") or [saved]  # checkpoints written before distributed runs: one rank
+            torch.set_rng_state(ranks[self.world.rank % len(ranks)]["rng"])
             if saved["cuda_rng"] and self.device.type == "cuda":
                 torch.cuda.set_rng_state_all(saved["cuda_rng"])
-            hidden = tuple(state.to(self.device) for state in saved["hidden"])
-        except (KeyError, TypeError, ValueError) as error:
+            # (layers, columns of all ranks, H): rank r's columns follow rank r - 1's in the text, so this rank's
+            # columns are the same slice whatever number of ranks wrote them (see distributed.shard).
+            columns = [torch.cat(states, dim=1) for states in zip(*(rank["hidden"] for rank in ranks))]
+        except (KeyError, TypeError, ValueError, IndexError) as error:
             raise UserError(f"{path}: not a checkpoint this version can resume ({error})") from None
-        expected = self.model.init_hidden(self.config.train.batch_size)[0].shape
-        self.hidden = hidden if hidden[0].shape == expected else self.model.init_hidden(self.config.train.batch_size)
+        batch_size = self.config.train.batch_size
+        hidden = tuple(state[:, self.world.rank * batch_size:(self.world.rank + 1) * batch_size].to(self.device)
+                       for state in columns)
+        rows = saved.get("train_rows", self.train_data.size(0))
+        if rows != self.train_data.size(0):
+            # Another number of processes times batch size lays the text out in other rows: go on from the same
+            # fraction of the epoch, with fresh hidden states.
+            self.state.row = self.state.row * self.train_data.size(0) // rows
+            hidden = ()
+        expected = self.model.init_hidden(batch_size)[0].shape
+        self.hidden = hidden if hidden and hidden[0].shape == expected else self.model.init_hidden(batch_size)
         set_lr(self.optimizer, self.state.lr)
-        # Drop progress records written after this checkpoint by the process that was stopped.
-        metrics = self.run_dir / METRICS
-        kept = [r for r in read_metrics(metrics) if r.get("step", 0) <= self.state.step]
-        metrics.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        # An older checkpoint must not be renamed over by the damaged checkpoint.pt it stood in for.
+        self.saved_step = self.state.step if path.name == CHECKPOINT else None
+        return path
+
+    def skip_bad_step(self) -> bool:
+        """Count a step whose loss was not finite (its update was skipped). After train.max_bad_steps in a row,
+        restore the last checkpoint with a lower lr. Returns whether it restored: the data position moved back."""
+        train = self.config.train
+        self.state.bad_steps += 1
+        self.state.bad_in_row += 1
+        self.hidden = self.model.init_hidden(train.batch_size)  # a NaN hidden state would poison every later window
+        if self.state.bad_in_row < train.max_bad_steps:
+            return False
+        bad_steps, lr = self.state.bad_steps, self.state.lr * train.bad_steps_lr_factor
+        path = self.restore_checkpoint()
+        restores = self.restores.get(self.state.step, 0) + 1
+        if restores > MAX_RESTORES:
+            raise UserError(f"{path}: the loss is still not finite after {MAX_RESTORES} restores of step "
+                            f"{self.state.step} with lr lowered to {lr:.3g}; check the data and train.lr, "
+                            f"train.clip")
+        self.restores[self.state.step] = restores
+        self.state.bad_steps, self.state.lr = bad_steps, lr
+        set_lr(self.optimizer, lr)
+        self.reporter.record("restore", epoch=self.state.epoch + 1, step=self.state.step, bad_steps=bad_steps,
+                             lr=lr)
+        self.reporter.message(f"{train.max_bad_steps} bad steps in a row (loss not finite): restored {path.name} "
+                              f"of step {self.state.step}, lr lowered to {lr:.3g}")
+        return True
 
     # ---- evaluation ----------------------------------------------------------------------------------------------
 
     def validate(self) -> Evaluation:
-        inputs, targets = self.valid_layout
-        return evaluate_layout(self.model, inputs, targets, self.config.train.bptt, self.device, self.dtype)
+        return self.evaluate(*self.valid_layout)
+
+    def evaluate(self, inputs: torch.Tensor, targets: torch.Tensor) -> Evaluation:
+        """Loss over this rank's (L, B) layout, summed with the other ranks' into the loss over the whole split."""
+        result = evaluate_layout(self.model, inputs, targets, self.config.train.bptt, self.device, self.dtype)
+        totals = torch.tensor([result.loss * result.tokens, result.tokens], dtype=torch.float64,
+                              device=self.world.device)
+        total_loss, tokens = sum_over_ranks(totals, self.world).tolist()
+        return Evaluation(tokens=int(tokens), loss=total_loss / tokens)
 
     def record_validation(self, result: Evaluation) -> bool:
         """Log a validation result; keep the weights as the best when they are. Returns whether they were."""
-        improved = result.loss < self.state.best_valid_loss
+        improved = math.isfinite(result.loss) and result.loss < self.state.best_valid_loss
         if improved:
             self.state.best_valid_loss = result.loss
-            save_tensors(self.run_dir / WEIGHTS, model_weights(self.model))
+            if self.world.main:
+                save_tensors(self.run_dir / WEIGHTS, model_weights(self.model))
         extra = {"bpc": result.bpc} if self.corpus.tokenizer.kind == "char" else {}
         self.reporter.record("valid", epoch=self.state.epoch + 1, step=self.state.step, tokens=self.state.tokens,
                              loss=result.loss, ppl=result.ppl, **extra, lr=self.state.lr, best=improved,
@@ -187,12 +287,13 @@ class Trainer:
 
     # ---- the loop ---------------------------------------------------------------------------------------------------
 
-    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """One window: forward, backward, clip, update. Returns (mean loss, pre-clip gradient norm) as tensors,
-        left on the device so that logging does not force a synchronisation every step."""
+        left on the device so that logging does not force a further synchronisation; or None, with the weights
+        left as they were, when the loss or the gradient norm is NaN or infinite."""
         self.hidden = detach_hidden(self.hidden)
         with autocast(self.device, self.dtype):
-            losses, self.hidden = self.model(inputs, self.hidden, targets)  # (T, B), fp32
+            losses, self.hidden = self.network(inputs, self.hidden, targets)  # (T, B), fp32
         mean_loss = losses.mean()
         objective = losses.sum(0).mean() if self.config.train.loss_reduction == "time_sum" else mean_loss
         self.optimizer.zero_grad(set_to_none=True)
@@ -200,17 +301,31 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         clip = self.config.train.clip or math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, clip, foreach=True)
+        # The one synchronisation per step: whether to update at all. Under fp16 loss scaling an infinite
+        # gradient is the scaler's business (it skips the step and lowers the scale), not a bad step.
+        bad = ~torch.isfinite(mean_loss)
+        if not self.scaler.is_enabled():
+            bad |= ~torch.isfinite(grad_norm)
+        if any_rank(bad.to(self.world.device, torch.int32), self.world).item():  # all ranks skip, or none
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.update()
+            return None
         self.scaler.step(self.optimizer)  # skips the step if fp16 gradients overflowed
         self.scaler.update()
         return mean_loss.detach(), grad_norm.detach()
 
     def stop_reason(self) -> str | None:
         train = self.config.train
-        if self.stop:
+        out_of_time = train.max_minutes is not None and self.elapsed() >= 60 * train.max_minutes
+        # Signals and clocks differ between ranks: they stop together, or one would wait for the others forever.
+        signalled, out_of_time = any_rank(torch.tensor([bool(self.stop), out_of_time], dtype=torch.int32,
+                                                       device=self.world.device), self.world).tolist()
+        if signalled:
+            self.stop.reason = self.stop.reason or "a signal to another rank"
             return "interrupted"
         if train.max_steps is not None and self.state.step >= train.max_steps:
             return f"reached train.max_steps={train.max_steps}"
-        if train.max_minutes is not None and self.elapsed() >= 60 * train.max_minutes:
+        if out_of_time:
             return f"reached train.max_minutes={train.max_minutes:g}"
         if self.state.epoch >= train.epochs:
             return "finished"
@@ -221,7 +336,8 @@ class Trainer:
         return self.state.elapsed_s + time.perf_counter() - self.started
 
     def run(self) -> str:
-        """Train until an epoch, step or time limit, or a signal. Returns why it stopped."""
+        """Train until an epoch, step or time limit, or a signal (see train(): SIGINT and SIGTERM set self.stop).
+        Returns why it stopped."""
         train = self.config.train
         self.started = time.perf_counter()
         steps_at_start = self.state.step
@@ -230,33 +346,41 @@ class Trainer:
         interval_steps, interval_tokens, interval_start = 0, 0, time.perf_counter()
         set_lr(self.optimizer, self.state.lr)
         reason = self.stop_reason()
-        with self.stop.installed():
-            while reason is None:
-                for row, inputs, targets in bptt_windows(self.train_data, train.bptt, self.state.row):
-                    loss, norm = self.train_step(inputs, targets)
-                    interval_loss += loss
-                    interval_norm += norm
+        while reason is None:
+            for row, inputs, targets in bptt_windows(self.train_data, train.bptt, self.state.row):
+                result = self.train_step(inputs, targets)
+                interval_tokens += targets.numel() * self.world.size
+                self.state.step += 1
+                self.state.tokens += targets.numel() * self.world.size
+                self.state.row = row + inputs.size(0)
+                if result is None and self.skip_bad_step():
+                    break  # restored: read the windows again from the checkpoint's row
+                if result is not None:
+                    self.state.bad_in_row = 0
+                    interval_loss += result[0]
+                    interval_norm += result[1]
                     interval_steps += 1
-                    interval_tokens += targets.numel()
-                    self.state.step += 1
-                    self.state.tokens += targets.numel()
-                    self.state.row = row + inputs.size(0)
-                    if self.state.step % train.log_every_steps == 0:
-                        now = time.perf_counter()
-                        self.log_progress(interval_loss.item() / interval_steps, interval_norm.item() / interval_steps,
-                                          interval_tokens / (now - interval_start), steps_at_start)
-                        interval_loss.zero_()
-                        interval_norm.zero_()
-                        interval_steps, interval_tokens, interval_start = 0, 0, now
-                    if train.eval_every_steps and self.state.step % train.eval_every_steps == 0:
-                        self.record_validation(self.validate())
-                        self.save_checkpoint()
-                    reason = self.stop_reason()
-                    if reason is not None:
-                        break
-                else:
-                    self.end_epoch()
-                    reason = self.stop_reason()
+                if self.state.step % train.log_every_steps == 0:
+                    now = time.perf_counter()
+                    good = interval_steps or math.nan  # a stretch of bad steps only logs NaN
+                    loss = sum_over_ranks(interval_loss.to(self.world.device), self.world).item() / self.world.size
+                    self.log_progress(loss / good, interval_norm.item() / good,
+                                      interval_tokens / (now - interval_start), steps_at_start)
+                    interval_loss.zero_()
+                    interval_norm.zero_()
+                    interval_steps, interval_tokens, interval_start = 0, 0, now
+                validate = due(self.state.step, train.eval_every_steps)
+                if validate:
+                    self.record_validation(self.validate())
+                periodic = due(self.state.step, train.checkpoint_every_steps)
+                if (validate or periodic) and self.state.bad_in_row == 0:  # a bad stretch is not a state to keep
+                    self.save_checkpoint()
+                reason = self.stop_reason()
+                if reason is not None:
+                    break
+            else:
+                self.end_epoch()
+                reason = self.stop_reason()
         if reason not in ("finished", "interrupted") and self.state.row != 0:
             # Stopped by a limit within an epoch: a last validation so the best weights include this progress.
             self.record_validation(self.validate())
@@ -282,25 +406,27 @@ class Trainer:
 
     def log_progress(self, loss: float, grad_norm: float, tokens_per_s: float, steps_at_start: int) -> None:
         elapsed = self.elapsed()
-        session_steps = self.state.step - steps_at_start
+        session_steps = max(1, self.state.step - steps_at_start)  # a restore can move the step back
         eta = (time.perf_counter() - self.started) / session_steps * max(0, self.total_steps - self.state.step)
         if self.config.train.max_minutes is not None:
             eta = min(eta, 60 * self.config.train.max_minutes - elapsed)
         self.reporter.record("train", epoch=self.state.epoch + 1, step=self.state.step, tokens=self.state.tokens,
                              loss=loss, ppl=math.exp(min(loss, 700.0)), lr=self.state.lr, grad_norm=grad_norm,
+                             bad_steps=self.state.bad_steps,
                              tokens_per_s=tokens_per_s, elapsed_s=elapsed, eta_s=max(0.0, eta))
 
     def final_evaluation(self) -> dict[str, dict[str, float]]:
         """Valid and test numbers of the best weights."""
+        barrier(self.world)  # rank 0 has written model.pt
         best = load_tensors(self.run_dir / WEIGHTS)
         load_model_weights(self.model, best, self.run_dir / WEIGHTS)
         results = {}
         boundary = self.corpus.tokenizer.boundary_id
+        test_ids = shard(self.corpus.test, self.world, equal=False)
         for split in ("valid", "test"):
-            inputs, targets = (self.valid_layout if split == "valid" else
-                               evaluation_layout(self.corpus.test, self.config.train.eval_batch_size, boundary))
-            result = evaluate_layout(self.model, inputs, targets, self.config.train.bptt, self.device, self.dtype)
-            results[split] = result.numbers(with_bpc=self.corpus.tokenizer.kind == "char")
+            layout = (self.valid_layout if split == "valid" else
+                      evaluation_layout(test_ids, self.config.train.eval_batch_size, boundary))
+            results[split] = self.evaluate(*layout).numbers(with_bpc=self.corpus.tokenizer.kind == "char")
         self.reporter.record("test", step=self.state.step, **{f"{split}_{key}": value
                                                               for split, numbers in results.items()
                                                               for key, value in numbers.items()})
@@ -318,31 +444,61 @@ def describe_model(model: LanguageModel, vocab_size: int) -> str:
 def train(config: Config, run_dir: Path, *, resume: bool = False, force: bool = False,
           console: Console | None = None) -> dict[str, Any]:
     """Train (or resume) a run in `run_dir`; returns the run summary also written to run.json."""
-    console = console or Console()
-    prepare_run_directory(run_dir, resume, force)
-    device = resolve_device(config.train.device)
+    world, device = join_world(resolve_device(config.train.device))
+    try:
+        return train_in_world(config, run_dir, world, device, resume=resume, force=force,
+                              console=console or Console())
+    finally:
+        leave_world(world)
+
+
+def train_in_world(config: Config, run_dir: Path, world: World, device: torch.device, *, resume: bool, force: bool,
+                   console: Console) -> dict[str, Any]:
+    """train() in this process's rank: only rank 0 prints and writes the run directory."""
+    if world.main:
+        prepare_run_directory(run_dir, resume, force)
+    else:
+        console = Console(file=io.StringIO())
+    barrier(world)  # the run directory is ready (and, with --force, cleared) before any rank reads it
     corpus = load_corpus(config.data, config.tokenizer, log=console.print)
-    write_run_files(run_dir, config, corpus.tokenizer)
-    trainer = Trainer(config, run_dir, corpus, device, Reporter(run_dir / METRICS, console))
+    if world.main:
+        write_run_files(run_dir, config, corpus.tokenizer)
+    metrics = run_dir / METRICS if world.main else Path(os.devnull)
+    trainer = Trainer(config, run_dir, corpus, device, Reporter(metrics, console), world)
     if resume:
-        trainer.restore_checkpoint()
+        trainer.resume()
         console.print(f"resuming {run_dir} at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
+    else:
+        trainer.save_checkpoint()  # from the first step on, a killed run can resume and bad steps can restore
     console.print(describe_model(trainer.model, corpus.tokenizer.vocab_size))
+    processes = f"; {world.size} processes, each on its own 1/{world.size} of the text" if world.distributed else ""
     console.print(f"data: {corpus.train.numel():,} / {corpus.valid.numel():,} / {corpus.test.numel():,} "
                   f"train / valid / test tokens; {trainer.windows:,} windows of {config.train.bptt}×"
-                  f"{config.train.batch_size} per epoch; device {device}, precision {precision_name(trainer.dtype)}")
+                  f"{config.train.batch_size} per epoch; device {device}, precision {precision_name(trainer.dtype)}"
+                  + processes)
     info = {"status": "running", "device": str(device), "precision": precision_name(trainer.dtype),
             "parameters": trainer.model.parameter_count(),
             "vocab_size": corpus.tokenizer.vocab_size, "tokenizer": corpus.tokenizer.kind,
-            "tokens": {"train": corpus.train.numel(), "valid": corpus.valid.numel(), "test": corpus.test.numel()}}
-    write_run_info(run_dir, info)
+            "tokens": {"train": corpus.train.numel(), "valid": corpus.valid.numel(), "test": corpus.test.numel()},
+            "processes": world.size}
+    if world.main:
+        write_run_info(run_dir, info)
     trainer.reporter.start(trainer.total_steps, done=trainer.state.step)
-    try:
-        reason = trainer.run()
-    finally:
-        trainer.reporter.close()
+    # From here a signal lets the step finish and the checkpoint be written; a second one raises
+    # KeyboardInterrupt wherever the run is, which atomic writes survive.
+    with trainer.stop.installed():
+        try:
+            reason = trainer.run()
+        finally:
+            trainer.reporter.close()
+        return finish(trainer, run_dir, info, reason, console)
+
+
+def finish(trainer: Trainer, run_dir: Path, info: dict[str, Any], reason: str, console: Console) -> dict[str, Any]:
+    """Record how the run ended in run.json: the final numbers, or how to resume."""
     info.update(status="interrupted" if reason == "interrupted" else "finished", stop_reason=reason,
                 steps=trainer.state.step, epochs_completed=trainer.state.epoch, tokens_seen=trainer.state.tokens,
+                bad_steps=trainer.state.bad_steps,
                 elapsed_s=trainer.state.elapsed_s, best_valid_ppl=math.exp(min(trainer.state.best_valid_loss, 700)))
     if reason == "interrupted":
         console.print(f"stopped by {trainer.stop.reason} at step {trainer.state.step}; checkpoint saved. "
@@ -353,5 +509,6 @@ def train(config: Config, run_dir: Path, *, resume: bool = False, force: bool = 
         console.print(f"done ({reason}) in {format_duration(trainer.state.elapsed_s)}: valid ppl "
                       f"{results['valid']['ppl']:.2f}, test ppl {results['test']['ppl']:.2f}"
                       + (f", test bpc {results['test']['bpc']:.3f}" if "bpc" in results["test"] else ""))
-    write_run_info(run_dir, info)
+    if trainer.world.main:
+        write_run_info(run_dir, info)
     return info
