@@ -10,6 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .errors import UserError
+
 
 def format_duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
@@ -43,8 +45,11 @@ class Reporter:
 
     def record(self, event: str, **values: Any) -> dict[str, Any]:
         record = {"event": event, **values}
-        with open(self.metrics_path, "a", encoding="utf-8") as file:
-            file.write(json.dumps(record) + "\n")
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as file:
+                file.write(json.dumps(record) + "\n")
+        except OSError as error:
+            raise UserError(f"{self.metrics_path}: cannot write: {error.strerror}") from None
         if event == "train":
             self.show_train(record)
         return record

@@ -1,5 +1,8 @@
 """Broken corpora and run directories end in one line naming the file, the key or the numbers."""
 
+import builtins
+import errno
+
 import pytest
 from typer.testing import CliRunner
 
@@ -8,7 +11,8 @@ from lstm_lm.cli import app
 from lstm_lm.config import config_to_yaml, load_config
 from lstm_lm.data import load_corpus
 from lstm_lm.errors import UserError
-from tests.conftest import tiny_config, train_quietly, write_synthetic_corpus
+from lstm_lm.progress import Reporter
+from tests.conftest import quiet_console, tiny_config, train_quietly, write_synthetic_corpus
 
 runner = CliRunner()
 
@@ -133,3 +137,17 @@ def test_cli_reports_each_case_in_one_line_and_exit_status_2(tmp_path, synthetic
     assert "Traceback" not in result.output
     assert not list((tmp_path / "run").glob("*.pt")) and not list((tmp_path / "run").glob(".*.tmp"))
 
+
+
+def test_a_full_disk_while_logging_is_one_line(tmp_path, monkeypatch):
+    reporter = Reporter(tmp_path / "metrics.jsonl", quiet_console())
+    real_open = builtins.open
+
+    def full_disk(path, *args, **kwargs):
+        if str(path).endswith("metrics.jsonl"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_disk)
+    with pytest.raises(UserError, match="metrics.jsonl: cannot write: No space left on device"):
+        reporter.record("valid", step=1)
