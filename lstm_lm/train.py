@@ -437,8 +437,8 @@ def describe_model(model: LanguageModel, vocab_size: int) -> str:
     c = model.config
     tied = ", tied" if c.tie_weights else ""
     adaptive = f", adaptive softmax {c.adaptive_cutoffs}" if c.softmax == "adaptive" else ""
-    return (f"model: {c.num_layers}×{c.hidden_size} {c.cell}, embedding {c.embedding_size}{tied}{adaptive}, vocabulary "
-            f"{vocab_size:,}: {model.parameter_count():,} parameters")
+    return (f"model: {c.num_layers}×{c.hidden_size} {c.cell}, embedding {c.embedding_size}{tied}{adaptive}, "
+            f"vocabulary {vocab_size:,}: {model.parameter_count():,} parameters")
 
 
 def train(config: Config, run_dir: Path, *, resume: bool = False, force: bool = False,
