@@ -165,6 +165,19 @@ def sample(
                  f"tokens/s)")
 
 
+@app.command()
+@user_errors_exit
+def plot(
+    run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR...", help="Run directories to draw together."),
+    output: Path = typer.Option(Path("curves.png"), "--output", "-o", help="Image to write (.png, .pdf, .svg)."),
+) -> None:
+    """Training curves from metrics.jsonl: perplexity against tokens and wall time, and the learning rate."""
+    from .curves import plot_curves
+
+    plot_curves(run_dirs, output)
+    print(f"wrote {output}")
+
+
 @app.command(name="eval-agreement")
 @user_errors_exit
 def eval_agreement(
