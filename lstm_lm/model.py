@@ -6,13 +6,13 @@ adaptive softmax (`model.softmax`)."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .cells import CoupledLSTM, ExplicitLSTM, FusedGRU, FusedRNN, PeepholeLSTM, State, set_forget_bias
 from .config import ModelConfig
 from .data import IGNORE
 from .errors import ConfigError
+from .losses import token_nll
 from .softmax import AdaptiveSoftmax
 
 Hidden = State  # (h, c) for the LSTM cells, (h,) for the others; each (num_layers, B, hidden_size)
@@ -104,7 +104,7 @@ class LanguageModel(nn.Module):
         """(N, D), (N,) -> (N,) log p(target), without the full distribution where the adaptive softmax can."""
         if self.adaptive is not None:
             return self.adaptive.target_log_probs(features, targets)
-        return -F.cross_entropy(self.decoder(features).float(), targets, reduction="none")
+        return -token_nll(self.decoder(features), targets)  # the (N, V) logits stay in autocast's dtype
 
     def parameter_count(self) -> int:
         return sum(parameter.numel() for parameter in self.parameters())  # a tied matrix is counted once
