@@ -128,13 +128,17 @@ def check_checkpoint_format(path: Path, state: Any) -> None:
 
 def model_weights(model: LanguageModel) -> dict[str, torch.Tensor]:
     """The state dict without aliases: a tied decoder weight is stored once, under the embedding's name."""
-    # named_parameters() lists a shared parameter once, under the first name it was registered with.
-    owners = {name for name, _ in model.named_parameters()} | {name for name, _ in model.named_buffers()}
+    owners = weight_names(model)
     return {name: tensor.detach().cpu() for name, tensor in model.state_dict().items() if name in owners}
 
 
+def weight_names(model: LanguageModel) -> set[str]:
+    # named_parameters() lists a shared parameter once, under the first name it was registered with.
+    return {name for name, _ in model.named_parameters()} | {name for name, _ in model.named_buffers()}
+
+
 def load_model_weights(model: LanguageModel, weights: dict[str, torch.Tensor], where: Path) -> None:
-    expected = set(model_weights(model))
+    expected = weight_names(model)
     if set(weights) != expected:
         missing, extra = sorted(expected - set(weights)), sorted(set(weights) - expected)
         raise UserError(f"{where}: weights do not match the config (missing {missing[:3]}, unexpected "

@@ -241,8 +241,10 @@ class Trainer:
         self.hidden = self.model.init_hidden(train.batch_size)  # a NaN hidden state would poison every later window
         if self.state.bad_in_row < train.max_bad_steps:
             return False
-        bad_steps, lr = self.state.bad_steps, self.state.lr * train.bad_steps_lr_factor
+        # Run-wide counters go on across the restore; the checkpoint's elapsed_s already counts its own time.
+        bad_steps, lr, elapsed = self.state.bad_steps, self.state.lr * train.bad_steps_lr_factor, self.elapsed()
         path = self.restore_checkpoint()
+        self.state.elapsed_s, self.started = elapsed, time.perf_counter()
         restores = self.restores.get(self.state.step, 0) + 1
         if restores > MAX_RESTORES:
             raise UserError(f"{path}: the loss is still not finite after {MAX_RESTORES} restores of step "
@@ -344,6 +346,7 @@ class Trainer:
         interval_loss = torch.zeros((), device=self.device)
         interval_norm = torch.zeros((), device=self.device)
         interval_steps, interval_tokens, interval_start = 0, 0, time.perf_counter()
+        validated_step = -1  # the step of the last train.eval_every_steps validation
         set_lr(self.optimizer, self.state.lr)
         reason = self.stop_reason()
         while reason is None:
@@ -372,6 +375,7 @@ class Trainer:
                 validate = due(self.state.step, train.eval_every_steps)
                 if validate:
                     self.record_validation(self.validate())
+                    validated_step = self.state.step
                 periodic = due(self.state.step, train.checkpoint_every_steps)
                 if (validate or periodic) and self.state.bad_in_row == 0:  # a bad stretch is not a state to keep
                     self.save_checkpoint()
@@ -381,10 +385,13 @@ class Trainer:
             else:
                 self.end_epoch()
                 reason = self.stop_reason()
-        if reason not in ("finished", "interrupted") and self.state.row != 0:
-            # Stopped by a limit within an epoch: a last validation so the best weights include this progress.
+        # Stopped by a limit within an epoch: a last validation so the best weights include this progress.
+        final_validation = (reason not in ("finished", "interrupted") and self.state.row != 0
+                            and validated_step != self.state.step)
+        if final_validation:
             self.record_validation(self.validate())
-        self.save_checkpoint()
+        if final_validation or self.saved_step != self.state.step:  # the state on disk must be this one
+            self.save_checkpoint()
         self.state.elapsed_s = self.elapsed()
         self.started = time.perf_counter()
         return reason
