@@ -154,10 +154,15 @@ def sample(
         for token in generate(run.model, run.tokenizer, prompt_ids, tokens, temperature=temperature, top_k=top_k,
                               top_p=top_p, seed=sample_seed, device=target):
             ids.append(token)
-            text = run.tokenizer.decode(ids)
+            # A byte model's character can take several tokens: until the last one comes, its first bytes decode
+            # to U+FFFD, so trailing U+FFFD waits for the next token (or the end) before it is shown.
+            text = run.tokenizer.decode(ids).rstrip("\ufffd")
             sys.stdout.write(text[len(shown):])
             sys.stdout.flush()
             shown = text
+        text = run.tokenizer.decode(ids)
+        sys.stdout.write(text[len(shown):])
+        shown = text
         if not (prompt + shown).endswith("\n"):
             sys.stdout.write("\n")
     seconds = time.perf_counter() - started

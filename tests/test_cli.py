@@ -110,3 +110,20 @@ def test_evaluate_precision_option(trained_run):
     assert fast["loss"] == pytest.approx(exact["loss"], rel=0.05) and fast["loss"] != exact["loss"]
     bad = runner.invoke(app, ["evaluate", str(trained_run), "--precision", "fp8"])
     assert bad.exit_code == 2 and "precision 'fp8': expected fp32, bf16, fp16 or auto" in bad.stderr
+
+
+def test_byte_model_samples_stream_whole_characters(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for split in ("train", "valid", "test"):
+        (corpus / f"{split}.txt").write_text("héé éh hé\n" * 200, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--config", str(REPO / "configs/tiny.yaml"), "--out", str(run_dir),
+                                 f"data.path={corpus}", f"data.cache_dir={tmp_path / 'cache'}", "tokenizer.kind=char",
+                                 "tokenizer.char_unit=byte", "train.max_steps=60", "train.batch_size=4",
+                                 "train.optimizer=adamw", "train.lr=0.01", "train.loss_reduction=mean"])
+    assert result.exit_code == 0, result.output
+    sampled = runner.invoke(app, ["sample", str(run_dir), "--prompt", "h", "--tokens", "40", "--seed", "1",
+                                  "--temperature", "0.5"])
+    assert sampled.exit_code == 0 and "é" in sampled.stdout
+    assert "\ufffd" not in sampled.stdout[:-4]  # only a character cut off by the token limit may stay unfinished

@@ -50,13 +50,13 @@ def score_batch(model: LanguageModel, boundary_id: int, requests: list[ScoreRequ
     device = model.embedding.weight.device
     prefix_output, state = run_packed(model, [[boundary_id, *request.prefix] for request in requests], None)
     h = state[0]  # (num_layers, B, H)
-    after_prefix = log_prob_rows(model, h[-1])  # (B, V): h[-1] is the top layer's output at each row's last token
     # Every continuation of the batch, flattened: which request it belongs to, and its ids.
     owners = [row for row, request in enumerate(requests) for _ in request.continuations]
     continuations = [ids for request in requests for ids in request.continuations]
     owner_index = torch.tensor(owners, device=device)
     firsts = torch.tensor([ids[0] for ids in continuations], device=device)
-    totals = after_prefix[owner_index, firsts]  # (K,) log p(first piece | prefix)
+    # (K,) log p(first piece | prefix): h[-1] is the top layer's output at each row's last token
+    totals = target_log_probs(model, h[-1][owner_index], firsts)
     if count_prefix:
         # Positions 0..p-1 predict the prefix; the last position's prediction was read from h[-1] above.
         prefix_scores = summed_log_probs(model, prefix_output, [[*request.prefix, IGNORE] for request in requests])
@@ -100,11 +100,6 @@ def summed_log_probs(model: LanguageModel, output: PackedSequence, targets: list
     scored = packed_targets.data != IGNORE
     log_probs = target_log_probs(model, output.data[scored], packed_targets.data[scored])  # (N,)
     return torch.zeros(len(targets), device=device).index_add_(0, packed_rows.data[scored], log_probs)
-
-
-def log_prob_rows(model: LanguageModel, outputs: torch.Tensor) -> torch.Tensor:
-    """Top-layer LSTM outputs (N, H) -> (N, V) log-probabilities of every next token."""
-    return model.next_token_log_probs(model.output_features(outputs))
 
 
 def target_log_probs(model: LanguageModel, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
