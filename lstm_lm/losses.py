@@ -34,12 +34,19 @@ class TokenNLL(torch.autograd.Function):
     def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         logits, targets, log_normalizers = ctx.saved_tensors
         grad = torch.empty_like(logits)
+        in_place = widened(logits[:0]).dtype == logits.dtype  # fp32 logits: the chunk is worked on inside grad
         for start in range(0, logits.size(0), ROWS_PER_CHUNK):
             rows = slice(start, start + ROWS_PER_CHUNK)
-            probabilities = torch.exp(widened(logits[rows]) - log_normalizers[rows, None])  # softmax of the chunk
+            if in_place:
+                chunk = torch.sub(logits[rows], log_normalizers[rows, None], out=grad[rows])
+            else:
+                chunk = widened(logits[rows]) - log_normalizers[rows, None]
+            chunk.exp_()  # the softmax of the chunk's rows
             # p - 1 at the target, in fp32: in bf16 it would cancel to nothing for a confident prediction
-            probabilities[torch.arange(probabilities.size(0), device=logits.device), targets[rows]] -= 1
-            grad[rows] = probabilities.mul_(grad_output[rows, None])
+            chunk[torch.arange(chunk.size(0), device=logits.device), targets[rows]] -= 1
+            chunk.mul_(grad_output[rows, None])
+            if not in_place:
+                grad[rows] = chunk  # rounded once to the logits' dtype
         return grad, None
 
 
