@@ -3,15 +3,12 @@ wall time, and the learning rate, so recipes can be compared at a glance."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from .atomic import atomic_write_bytes
 from .checkpoint import METRICS
 from .errors import UserError
+from .figures import image_type, new_figure, save_figure
 from .progress import read_metrics
-
-FORMATS = (".png", ".pdf", ".svg")
 
 
 def run_curves(run_dir: Path) -> dict[str, list[dict]]:
@@ -26,16 +23,10 @@ def run_curves(run_dir: Path) -> dict[str, list[dict]]:
 
 def plot_curves(run_dirs: list[Path], output: Path) -> None:
     """Three panels: perplexity vs tokens (train thin, valid bold), validation perplexity vs wall time, lr."""
-    if output.suffix.lower() not in FORMATS:
-        raise UserError(f"{output}: the image must end in {', '.join(FORMATS)}")
+    image_type(output)
     runs = [(run_dir, run_curves(run_dir)) for run_dir in run_dirs]  # every run is read before anything is drawn
-
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
-
-    figure, (by_tokens, by_time, by_lr) = plt.subplots(1, 3, figsize=(15, 4.5))
+    figure = new_figure(15, 4.5)
+    by_tokens, by_time, by_lr = figure.subplots(1, 3)
     for index, (run_dir, curves) in enumerate(runs):
         color = f"C{index}"
         name = run_dir.name
@@ -55,8 +46,4 @@ def plot_curves(run_dirs: list[Path], output: Path) -> None:
         axes.set_yscale("log")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format=output.suffix.lower().lstrip("."), dpi=120)
-    plt.close(figure)
-    atomic_write_bytes(output, buffer.getvalue())
+    save_figure(figure, output, dpi=120)

@@ -17,7 +17,7 @@ def test_plot_draws_several_runs(tmp_path, synthetic_corpus):
 
 
 @pytest.mark.parametrize("output, message", [("curves.png", "metrics.jsonl: no training or validation records"),
-                                             ("curves.gif", "curves.gif: the image must end in .png, .pdf, .svg")])
+                                             ("curves.gif", "curves.gif: cannot tell the image type; end the name in .png, .pdf or .svg")])
 def test_plot_errors_name_the_file(tmp_path, output, message):
     result = runner.invoke(app, ["plot", str(tmp_path), "-o", str(tmp_path / output)])
     assert result.exit_code == 2 and message in result.stderr

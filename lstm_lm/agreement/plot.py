@@ -3,18 +3,16 @@ Wilson 95% intervals and the 50% chance level."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_bytes
 from ..data import read_text
 from ..errors import UserError
+from ..figures import image_type, new_figure, save_figure
 
 PANELS = (("distance", "distance from controller to target (words)"), ("attractors", "attractors"))
-IMAGE_TYPES = ("png", "pdf", "svg")
 
 
 def load_report(path: Path) -> dict[str, Any]:
@@ -34,12 +32,8 @@ def position(key: str, value: Any) -> int:
 
 def plot_report(report: dict[str, Any], image: Path, where: Path) -> None:
     """Draw `report` (read from `where`) into `image`, whose suffix picks the type: png, pdf or svg."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
-
-    kind = image.suffix.lstrip(".").lower()
-    if kind not in IMAGE_TYPES:
-        raise UserError(f"{image}: cannot tell the image type; end the name in .png, .pdf or .svg")
-    figure = Figure(figsize=(9, 3.6), layout="constrained")
+    image_type(image)
+    figure = new_figure(9, 3.6)
     axes = figure.subplots(1, 2, sharey=True)
     drawn = False
     for axis, (key, label) in zip(axes, PANELS):
@@ -64,6 +58,4 @@ def plot_report(report: dict[str, Any], image: Path, where: Path) -> None:
     if not drawn:
         raise UserError(f"{where}: no suite has a distance or attractor breakdown to plot")
     axes[0].set_ylabel("accuracy")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format=kind, dpi=200)
-    atomic_write_bytes(image, buffer.getvalue())
+    save_figure(figure, image, dpi=200)
