@@ -31,7 +31,7 @@ from .evaluate import Evaluation, evaluate_layout
 from .model import Hidden, LanguageModel, detach_hidden
 from .precision import autocast, precision_name, resolve_precision
 from .progress import Reporter, format_duration, read_metrics
-from .schedule import epoch_decay_lr, next_epoch_lr
+from .schedule import next_epoch_lr
 
 
 @dataclass
@@ -144,6 +144,9 @@ class Trainer:
         self.train_data = batchify(train_ids, train.batch_size).to(device)  # (N / size / B, B)
         self.windows = windows_per_epoch(self.train_data, train.bptt)
         self.valid_layout = evaluation_layout(valid_ids, train.eval_batch_size, corpus.tokenizer.boundary_id)
+        # Laid out now, so that a test split too small to score fails before training, not after it.
+        self.test_layout = evaluation_layout(shard(corpus.test, world, equal=False), train.eval_batch_size,
+                                             corpus.tokenizer.boundary_id)
         self.hidden: Hidden = self.model.init_hidden(train.batch_size)
         self.stop = StopRequest()
         self.saved_step: int | None = None  # step of the state in checkpoint.pt, when this process knows it
@@ -152,9 +155,8 @@ class Trainer:
 
     def initial_lr(self) -> float:
         train = self.config.train
-        if train.lr_schedule == "epoch_decay":
-            return epoch_decay_lr(train.lr, 0, train.lr_decay, train.decay_start_epoch)
-        return train.lr
+        return next_epoch_lr(train.lr_schedule, lr=train.lr, base_lr=train.lr, next_epoch=0, improved=True,
+                             decay=train.lr_decay, start_epoch=train.decay_start_epoch)
 
     @property
     def total_steps(self) -> int:
@@ -428,11 +430,7 @@ class Trainer:
         best = load_tensors(self.run_dir / WEIGHTS)
         load_model_weights(self.model, best, self.run_dir / WEIGHTS)
         results = {}
-        boundary = self.corpus.tokenizer.boundary_id
-        test_ids = shard(self.corpus.test, self.world, equal=False)
-        for split in ("valid", "test"):
-            layout = (self.valid_layout if split == "valid" else
-                      evaluation_layout(test_ids, self.config.train.eval_batch_size, boundary))
+        for split, layout in (("valid", self.valid_layout), ("test", self.test_layout)):
             results[split] = self.evaluate(*layout).numbers(with_bpc=self.corpus.tokenizer.kind == "char")
         self.reporter.record("test", step=self.state.step, **{f"{split}_{key}": value
                                                               for split, numbers in results.items()
@@ -453,8 +451,10 @@ def train(config: Config, run_dir: Path, *, resume: bool = False, force: bool = 
     """Train (or resume) a run in `run_dir`; returns the run summary also written to run.json."""
     world, device = join_world(resolve_device(config.train.device))
     try:
-        return train_in_world(config, run_dir, world, device, resume=resume, force=force,
+        info = train_in_world(config, run_dir, world, device, resume=resume, force=force,
                               console=console or Console())
+        barrier(world)  # every rank is done before the group goes: Gloo may abort a rank whose peer left first
+        return info
     finally:
         leave_world(world)
 

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from lstm_lm.checkpoint import load_tensors
 from lstm_lm.config import config_to_yaml, load_config
 from lstm_lm.data import bptt_windows, load_corpus
-from lstm_lm.distributed import gather, join_world, leave_world
+from lstm_lm.distributed import barrier, gather, join_world, leave_world
 from lstm_lm.progress import read_metrics
 from lstm_lm.train import Reporter, Trainer
 from tests.conftest import REPO, quiet_console, tiny_config, train_quietly
@@ -90,6 +90,7 @@ def identical_after_every_step(rank: int, port: int, config_file: str, run_dir: 
             copies = gather(weights, world)
             assert torch.equal(copies[0], copies[1]), f"ranks differ after step {step}"
             assert not torch.equal(*gather(inputs, world))  # each rank reads its own shard
+        barrier(world)  # both ranks done before the group goes: Gloo may abort a rank whose peer left first
     finally:
         leave_world(world)
 
