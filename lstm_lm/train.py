@@ -182,11 +182,9 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(),
                 "trainer": {**asdict(self.state), "elapsed_s": self.elapsed()},
-                "rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-                "hidden": [state.detach().cpu() for state in self.hidden],
                 "train_rows": self.train_data.size(0),  # what state.row counts in
-                "rank_states": rank_states,  # one per process
+                "rank_states": rank_states,  # one per process: hidden state and CPU RNG
             }, self.config.train.keep_checkpoints, self.saved_step)
         self.saved_step = self.state.step
 

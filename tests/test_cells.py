@@ -208,7 +208,8 @@ def test_a_one_state_cell_resumes_with_the_same_weights(tmp_path, synthetic_corp
     train_quietly(tiny_config(synthetic_corpus, tmp_path / "cache", *overrides), straight)
     resumed = tmp_path / "resumed"
     train_quietly(tiny_config(synthetic_corpus, tmp_path / "cache", *overrides, "train.max_steps=7"), resumed)
-    assert [tuple(s.shape) for s in load_tensors(resumed / "checkpoint.pt")["hidden"]] == [(1, 8, 32)]
+    saved_hidden = load_tensors(resumed / "checkpoint.pt")["rank_states"][0]["hidden"]
+    assert [tuple(s.shape) for s in saved_hidden] == [(1, 8, 32)]
     train_quietly(load_config(resumed / "config.yaml", ["train.max_steps=null"]), resumed, resume=True)
     a, b = load_tensors(straight / "checkpoint.pt")["model"], load_tensors(resumed / "checkpoint.pt")["model"]
     assert all(torch.equal(a[name], b[name]) for name in a)
