@@ -65,18 +65,21 @@ def read_text(path: Path, encoding: str, errors: str = "strict",
         return data.decode(encoding, errors="replace")
 
 
-def read_splits(config: DataConfig, warn: Callable[[str], None] = lambda message: None) -> dict[str, str]:
-    """The text of each split: from a directory's three files, or one file cut at line ends by fractions."""
+def read_splits(config: DataConfig, warn: Callable[[str], None] = lambda message: None,
+                splits: tuple[str, ...] = SPLITS) -> dict[str, str]:
+    """The text of each of `splits`: from a directory's files (only those asked for are read), or one file cut at
+    line ends by fractions."""
     root = Path(config.path)
     if not root.exists():
         raise UserError(f"{root}: corpus not found (data.path)")
     if root.is_file():
         text = read_text(root, config.encoding, config.errors, warn)
-        texts = split_by_fractions(text, config.valid_fraction, config.test_fraction)
-        where = {split: f"{root} ({split} share)" for split in SPLITS}
+        texts = {split: text for split, text in split_by_fractions(text, config.valid_fraction,
+                                                                    config.test_fraction).items() if split in splits}
+        where = {split: f"{root} ({split} share)" for split in splits}
     else:
         texts, where = {}, {}
-        for split in SPLITS:
+        for split in splits:
             found = [root / name for name in SPLIT_FILES[split] if (root / name).is_file()]
             if not found:
                 raise UserError(f"{root}: no {split} file (looked for {', '.join(SPLIT_FILES[split])})")

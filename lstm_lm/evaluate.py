@@ -70,7 +70,7 @@ def evaluate_run(run_dir: Path, split: str, file: Path | None, device: torch.dev
     else:
         if split not in ("train", "valid", "test"):
             raise UserError(f"--split {split}: expected train, valid or test")
-        text, name = read_splits(run.config.data)[split], split
+        text, name = read_splits(run.config.data, splits=(split,))[split], split
     ids = torch.tensor(run.tokenizer.encode_corpus(text), dtype=torch.int64)
     if ids.numel() == 0:
         raise UserError(f"{name}: no tokens to evaluate")

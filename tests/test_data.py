@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from lstm_lm.config import load_config
-from lstm_lm.data import IGNORE, batchify, bptt_windows, evaluation_layout, load_corpus, split_by_fractions
+from lstm_lm.data import (IGNORE, batchify, bptt_windows, evaluation_layout, load_corpus, read_splits,
+                          split_by_fractions)
 from lstm_lm.errors import UserError
 
 
@@ -73,3 +74,11 @@ def test_missing_and_broken_corpora_name_the_file(tmp_path):
     (tmp_path / "test.txt").write_text("  \n")
     with pytest.raises(UserError, match="the test split is empty"):
         load_corpus(config.data, config.tokenizer)
+
+
+def test_read_splits_reads_only_the_splits_asked_for(tmp_path, synthetic_corpus):
+    (synthetic_corpus / "train.txt").unlink()
+    config = load_config(None, [f"data.path={synthetic_corpus}"]).data
+    assert list(read_splits(config, splits=("test",))) == ["test"]
+    with pytest.raises(UserError, match="no train file"):
+        read_splits(config)
