@@ -69,8 +69,28 @@ class ModelConfig:
     embedding_size: int = option(200, "Size of the token embeddings.", low=1)
     hidden_size: int = option(200, "Units per recurrent layer.", low=1)
     num_layers: int = option(2, "Number of stacked recurrent layers.", low=1)
-    dropout: float = option(0.0, "Dropout on the embeddings, between recurrent layers and before the decoder.",
+    hidden_sizes: list[int] = option([], "Units of each recurrent layer, bottom first, instead of hidden_size for "
+                                     "all (AWD-LSTM: [1150, 1150, 400], the last sized to the embedding so that "
+                                     "tying needs no projection); one size per layer. Empty: hidden_size.", low=1)
+    dropout: float = option(0.0, "Plain dropout (a new mask at every step) on the embeddings, between recurrent "
+                            "layers and before the decoder, wherever a locked dropout_* below is null.",
                             low=0, high=1, high_open=True)
+    dropout_input: Optional[float] = option(
+        None, "Locked (variational) dropout on the embedding output: one mask per sequence, the same at every "
+        "step (AWD-LSTM: 0.4 on PTB, 0.65 on WikiText-2). null: plain `dropout` there.", low=0, high=1,
+        high_open=True)
+    dropout_hidden: Optional[float] = option(
+        None, "Locked dropout between recurrent layers (AWD-LSTM: 0.3 on PTB, 0.2 on WikiText-2); runs the "
+        "layers one by one. null: plain `dropout` there.", low=0, high=1, high_open=True)
+    dropout_output: Optional[float] = option(
+        None, "Locked dropout on the last layer's output (AWD-LSTM: 0.4). null: plain `dropout` there.",
+        low=0, high=1, high_open=True)
+    dropout_embedding: float = option(
+        0.0, "Embedding dropout: whole words dropped from the embedding matrix, at every occurrence in the batch, "
+        "the kept rows rescaled (AWD-LSTM: 0.1).", low=0, high=1, high_open=True)
+    weight_drop: float = option(
+        0.0, "DropConnect on each layer's hidden-to-hidden matrix, a new mask per step (AWD-LSTM: 0.5); runs "
+        "the layers one by one, each still a fused kernel.", low=0, high=1, high_open=True)
     tie_weights: bool = option(False, "Share the embedding matrix with the decoder (Press & Wolf 2017); a "
                                "projection is added when hidden_size differs from embedding_size.")
     softmax: Literal["full", "adaptive"] = option(
@@ -100,8 +120,22 @@ class TrainConfig:
 
     batch_size: int = option(20, "Parallel streams of text per step.", low=1)
     bptt: int = option(35, "Steps of backpropagation through time per window.", low=1)
+    variable_bptt: bool = option(
+        False, "Draw each window's length around bptt (AWD-LSTM: bptt with probability 0.95, else bptt / 2, plus "
+        "normal noise of sd 5; at least 5, at most bptt + 40), lr scaled by length / bptt, so that windows do "
+        "not always start at the same tokens.")
     lr: float = option(1.0, "Initial learning rate.", low=0, low_open=True)
-    optimizer: Literal["sgd", "adamw"] = option("sgd", "sgd: plain SGD as in Zaremba et al.; adamw: AdamW.")
+    optimizer: Literal["sgd", "adamw", "nt_asgd"] = option(
+        "sgd", "sgd: plain SGD as in Zaremba et al.; adamw: AdamW; nt_asgd: SGD until validation stops improving "
+        "(see nonmono), then SGD with the weights averaged over the steps since, validated and saved averaged "
+        "(AWD-LSTM).")
+    nonmono: int = option(5, "nt_asgd: start averaging at a validation worse than the best of those before the "
+                          "last `nonmono` validations (AWD-LSTM: 5).", low=1)
+    ar_alpha: float = option(0.0, "Activation regularization: adds alpha × mean square of the last layer's "
+                             "outputs after their dropout to the loss (AWD-LSTM: 2).", low=0)
+    tar_beta: float = option(0.0, "Temporal activation regularization: adds beta × mean square of the change of "
+                             "the last layer's outputs (before dropout) from one step to the next (AWD-LSTM: 1).",
+                             low=0)
     weight_decay: float = option(0.0, "Weight decay (decoupled for AdamW, L2 for SGD).", low=0)
     loss_reduction: Literal["mean", "time_sum"] = option(
         "mean", "mean: the loss is averaged over every token of the window; time_sum: summed over the window's "
@@ -113,9 +147,12 @@ class TrainConfig:
     max_minutes: Optional[float] = option(None, "Stop after this many minutes of wall time (null: no limit).",
                                           low=0, low_open=True)
     seed: int = option(1, "Seed for weights, dropout and sampling; CPU runs with the same seed repeat exactly.")
-    lr_schedule: Literal["plateau", "epoch_decay", "constant"] = option(
+    lr_schedule: Literal["plateau", "epoch_decay", "cosine", "constant"] = option(
         "plateau", "plateau: multiply lr by lr_decay when validation perplexity stops improving; epoch_decay: "
-        "multiply by lr_decay every epoch after decay_start_epoch (Zaremba et al.); constant.")
+        "multiply by lr_decay every epoch after decay_start_epoch (Zaremba et al.); cosine: from lr down to 0 "
+        "along half a cosine, updated every step, over the planned steps or, under max_minutes, the planned "
+        "time, whichever ends first (for a fixed budget; with a time limit the rates depend on the clock); "
+        "constant.")
     lr_decay: float = option(0.25, "Factor applied to lr by the schedule.", low=0, high=1, low_open=True)
     decay_start_epoch: int = option(4, "epoch_decay: epochs trained at the full rate before decaying.", low=0)
     eval_every_steps: Optional[int] = option(None, "Also validate every this many steps (null: only at the "

@@ -202,6 +202,20 @@ def bptt_windows(source: torch.Tensor, bptt: int, start: int = 0) -> Iterator[tu
         yield row, source[row: row + length], source[row + 1: row + 1 + length]
 
 
+def variable_bptt_windows(source: torch.Tensor, bptt: int,
+                          start: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Like bptt_windows, with each window's length drawn as AWD-LSTM draws it: around bptt (or, one time in 20,
+    around bptt / 2) with normal noise of sd 5, at least 5 and at most bptt + 40, so that windows start at other
+    tokens in every epoch. Lengths come from torch's global generator, which checkpoints save: a resumed run draws
+    the same ones."""
+    row = start
+    while row < source.size(0) - 1:
+        centre = bptt if torch.rand(()).item() < 0.95 else bptt / 2
+        length = min(max(5, int(torch.normal(float(centre), 5.0, ()).item())), bptt + 40, source.size(0) - 1 - row)
+        yield row, source[row: row + length], source[row + 1: row + 1 + length]
+        row += length
+
+
 def windows_per_epoch(source: torch.Tensor, bptt: int) -> int:
     return max(0, (source.size(0) - 2) // bptt + 1)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def epoch_decay_lr(base_lr: float, epoch: int, decay: float, start_epoch: int) -> float:
     """Zaremba et al.: the full rate for `start_epoch` epochs, then ×decay per epoch. `epoch` counts from 0."""
@@ -13,9 +15,16 @@ def plateau_lr(lr: float, improved: bool, decay: float) -> float:
     return lr if improved else lr * decay
 
 
+def cosine_lr(base_lr: float, progress: float) -> float:
+    """Half a cosine from base_lr down to zero as `progress` (the share of the planned training done, in steps or
+    in wall time under a time limit) goes from 0 to 1: the schedule for a fixed budget (Loshchilov & Hutter 2017,
+    without restarts)."""
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
 def next_epoch_lr(schedule: str, *, lr: float, base_lr: float, next_epoch: int, improved: bool, decay: float,
                   start_epoch: int) -> float:
-    """The rate for `next_epoch`, decided at the end of the epoch before it."""
+    """The rate for `next_epoch`, decided at the end of the epoch before it (cosine and constant: unchanged)."""
     if schedule == "epoch_decay":
         return epoch_decay_lr(base_lr, next_epoch, decay, start_epoch)
     if schedule == "plateau":

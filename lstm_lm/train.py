@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,12 +18,13 @@ import torch
 from rich.console import Console
 
 from .atomic import atomic_write_text
+from .averaging import WeightAverage
 from .checkpoint import (CHECKPOINT, METRICS, RUN_INFO, WEIGHTS, checkpoint_files, load_checkpoint,
                          load_model_weights, load_tensors, model_weights, save_tensors, write_checkpoint,
                          write_run_files, write_run_info)
 from .config import Config, TrainConfig
 from .data import (Corpus, batchify, bptt_windows, evaluation_layout, load_corpus, require_tokens,
-                   windows_per_epoch)
+                   variable_bptt_windows, windows_per_epoch)
 from .device import resolve_device
 from .distributed import World, any_rank, barrier, gather, join_world, leave_world, shard, sum_over_ranks
 from .errors import UserError
@@ -31,7 +32,8 @@ from .evaluate import Evaluation, evaluate_layout
 from .model import Hidden, LanguageModel, detach_hidden
 from .precision import autocast, precision_name, resolve_precision
 from .progress import Reporter, format_duration, read_metrics
-from .schedule import next_epoch_lr
+from .regularization import activation_penalty
+from .schedule import cosine_lr, next_epoch_lr
 
 
 @dataclass
@@ -43,11 +45,14 @@ class TrainerState:
     step: int = 0  # training windows processed, skipped bad steps included
     tokens: int = 0  # training tokens consumed
     lr: float = 0.0
+    lr_scale: float = 1.0  # product of the cuts made after too many bad steps; scales the cosine schedule
     best_valid_loss: float = math.inf
     last_epoch_valid_loss: float = math.inf
     elapsed_s: float = 0.0  # wall time spent training in earlier processes of this run
     bad_steps: int = 0  # steps skipped because the loss or the gradient norm was NaN or infinite
     bad_in_row: int = 0  # of those, how many came last in a row
+    valid_history: list[float] = field(default_factory=list)  # every validation loss, for NT-ASGD's trigger
+    averaging_since: int | None = None  # NT-ASGD: the step weight averaging began at
 
 
 # A run that keeps failing at the same checkpoint after this many restores is stuck: lowering lr did not help.
@@ -90,7 +95,8 @@ def due(step: int, every: int | None) -> bool:
 def build_optimizer(parameters: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adamw":
         return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-    return torch.optim.SGD(parameters, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+    return torch.optim.SGD(  # nt_asgd too: the averaging is the trainer's (WeightAverage)
+        parameters, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -134,6 +140,7 @@ class Trainer:
         # Loss scaling keeps small fp16 gradients from flushing to zero; bf16 has fp32's range and needs none.
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype is torch.float16)
         self.state = TrainerState(lr=self.initial_lr())
+        self.average: WeightAverage | None = None  # NT-ASGD, once validation stops improving
         train_ids, valid_ids = shard(corpus.train, world, equal=True), shard(corpus.valid, world, equal=False)
         where = config.data.path + (f" (1/{world.size} per process)" if world.distributed else "")
         # One window of inputs needs its next-token targets too: bptt + 1 rows of batch_size tokens.
@@ -185,6 +192,7 @@ class Trainer:
                 "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
                 "train_rows": self.train_data.size(0),  # what state.row counts in
                 "rank_states": rank_states,  # one per process: hidden state and CPU RNG
+                "average": self.average.state_dict() if self.average is not None else None,
             }, self.config.train.keep_checkpoints, self.saved_step)
         self.saved_step = self.state.step
 
@@ -207,6 +215,10 @@ class Trainer:
             if saved.get("scaler"):  # absent in checkpoints written before mixed precision
                 self.scaler.load_state_dict(saved["scaler"])
             self.state = TrainerState(**saved["trainer"])
+            self.average = None
+            if saved.get("average"):  # absent before NT-ASGD
+                self.average = WeightAverage(self.parameters)
+                self.average.load_state_dict(saved["average"])
             ranks = saved.get("rank_states") or [saved]  # checkpoints written before distributed runs: one rank
             torch.set_rng_state(ranks[self.world.rank % len(ranks)]["rng"])
             if saved["cuda_rng"] and self.device.type == "cuda":
@@ -243,6 +255,7 @@ class Trainer:
             return False
         # Run-wide counters go on across the restore; the checkpoint's elapsed_s already counts its own time.
         bad_steps, lr, elapsed = self.state.bad_steps, self.state.lr * train.bad_steps_lr_factor, self.elapsed()
+        lr_scale = self.state.lr_scale * train.bad_steps_lr_factor
         path = self.restore_checkpoint()
         self.state.elapsed_s, self.started = elapsed, time.perf_counter()
         restores = self.restores.get(self.state.step, 0) + 1
@@ -251,7 +264,7 @@ class Trainer:
                             f"{self.state.step} with lr lowered to {lr:.3g}; check the data and train.lr, "
                             f"train.clip")
         self.restores[self.state.step] = restores
-        self.state.bad_steps, self.state.lr = bad_steps, lr
+        self.state.bad_steps, self.state.lr, self.state.lr_scale = bad_steps, lr, lr_scale
         set_lr(self.optimizer, lr)
         self.reporter.record("restore", epoch=self.state.epoch + 1, step=self.state.step, bad_steps=bad_steps,
                              lr=lr)
@@ -262,7 +275,34 @@ class Trainer:
     # ---- evaluation ----------------------------------------------------------------------------------------------
 
     def validate(self) -> Evaluation:
-        return self.evaluate(*self.valid_layout)
+        """Validate (the averaged weights, once NT-ASGD averages), log it, keep the weights when they are the best,
+        and start averaging when validation has stopped improving."""
+        with self.evaluation_weights():
+            result = self.evaluate(*self.valid_layout)
+            self.record_validation(result)
+        self.consider_averaging(result.loss)
+        return result
+
+    @contextmanager
+    def evaluation_weights(self) -> Iterator[None]:
+        if self.average is None:
+            yield
+            return
+        with self.average.swapped_in():
+            yield
+
+    def consider_averaging(self, loss: float) -> None:
+        """NT-ASGD's non-monotone trigger: average from now on if this validation is worse than the best one
+        before the last train.nonmono validations."""
+        train, history = self.config.train, self.state.valid_history
+        if (train.optimizer == "nt_asgd" and self.average is None and len(history) > train.nonmono
+                and loss > min(history[:-train.nonmono])):
+            self.average = WeightAverage(self.parameters)
+            self.state.averaging_since = self.state.step
+            self.reporter.record("averaging", epoch=self.state.epoch + 1, step=self.state.step)
+            self.reporter.message(f"NT-ASGD: validation stopped improving; averaging weights from step "
+                                  f"{self.state.step} on")
+        history.append(loss)
 
     def evaluate(self, inputs: torch.Tensor, targets: torch.Tensor) -> Evaluation:
         """Loss over this rank's (L, B) layout, summed with the other ranks' into the loss over the whole split."""
@@ -293,15 +333,22 @@ class Trainer:
         """One window: forward, backward, clip, update. Returns (mean loss, pre-clip gradient norm) as tensors,
         left on the device so that logging does not force a further synchronisation; or None, with the weights
         left as they were, when the loss or the gradient norm is NaN or infinite."""
+        train = self.config.train
         self.hidden = detach_hidden(self.hidden)
+        regularize = bool(train.ar_alpha or train.tar_beta)
         with autocast(self.device, self.dtype):
-            losses, self.hidden = self.network(inputs, self.hidden, targets)  # (T, B), fp32
+            outputs = self.network(inputs, self.hidden, targets, activations=regularize)
+        losses, self.hidden = outputs[0], outputs[1]  # (T, B), fp32
         mean_loss = losses.mean()
-        objective = losses.sum(0).mean() if self.config.train.loss_reduction == "time_sum" else mean_loss
+        objective = losses.sum(0).mean() if train.loss_reduction == "time_sum" else mean_loss
+        if regularize:
+            objective = objective + activation_penalty(*outputs[2], train.ar_alpha, train.tar_beta)
+        # With variable BPTT a longer window takes a larger step, as its loss averages over more tokens.
+        set_lr(self.optimizer, self.state.lr * (inputs.size(0) / train.bptt if train.variable_bptt else 1.0))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(objective).backward()
         self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
-        clip = self.config.train.clip or math.inf
+        clip = train.clip or math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, clip, foreach=True)
         # The one synchronisation per step: whether to update at all. Under fp16 loss scaling an infinite
         # gradient is the scaler's business (it skips the step and lowers the scale), not a bad step.
@@ -314,6 +361,8 @@ class Trainer:
             return None
         self.scaler.step(self.optimizer)  # skips the step if fp16 gradients overflowed
         self.scaler.update()
+        if self.average is not None:
+            self.average.update()
         return mean_loss.detach(), grad_norm.detach()
 
     def stop_reason(self) -> str | None:
@@ -333,6 +382,13 @@ class Trainer:
             return "finished"
         return None
 
+    def progress(self) -> float:
+        """The share of the planned training done: of the steps, or of train.max_minutes if that ends first."""
+        done = self.state.step / max(1, self.total_steps)
+        if self.config.train.max_minutes is not None:
+            done = max(done, self.elapsed() / (60 * self.config.train.max_minutes))
+        return done
+
     def elapsed(self) -> float:
         """Seconds of training in this run, earlier processes included."""
         return self.state.elapsed_s + time.perf_counter() - self.started
@@ -350,7 +406,10 @@ class Trainer:
         set_lr(self.optimizer, self.state.lr)
         reason = self.stop_reason()
         while reason is None:
-            for row, inputs, targets in bptt_windows(self.train_data, train.bptt, self.state.row):
+            windows = variable_bptt_windows if train.variable_bptt else bptt_windows
+            for row, inputs, targets in windows(self.train_data, train.bptt, self.state.row):
+                if train.lr_schedule == "cosine":
+                    self.state.lr = cosine_lr(train.lr * self.state.lr_scale, self.progress())
                 result = self.train_step(inputs, targets)
                 interval_tokens += targets.numel() * self.world.size
                 self.state.step += 1
@@ -374,7 +433,7 @@ class Trainer:
                     interval_steps, interval_tokens, interval_start = 0, 0, now
                 validate = due(self.state.step, train.eval_every_steps)
                 if validate:
-                    self.record_validation(self.validate())
+                    self.validate()
                     validated_step = self.state.step
                 periodic = due(self.state.step, train.checkpoint_every_steps)
                 if (validate or periodic) and self.state.bad_in_row == 0:  # a bad stretch is not a state to keep
@@ -389,7 +448,7 @@ class Trainer:
         final_validation = (reason not in ("finished", "interrupted") and self.state.row != 0
                             and validated_step != self.state.step)
         if final_validation:
-            self.record_validation(self.validate())
+            self.validate()
         if final_validation or self.saved_step != self.state.step:  # the state on disk must be this one
             self.save_checkpoint()
         self.state.elapsed_s = self.elapsed()
@@ -400,7 +459,6 @@ class Trainer:
         train = self.config.train
         result = self.validate()
         improved_on_last_epoch = result.loss < self.state.last_epoch_valid_loss
-        self.record_validation(result)
         self.state.last_epoch_valid_loss = min(result.loss, self.state.last_epoch_valid_loss)
         self.state.epoch += 1
         self.state.row = 0
@@ -440,7 +498,8 @@ def describe_model(model: LanguageModel, vocab_size: int) -> str:
     c = model.config
     tied = ", tied" if c.tie_weights else ""
     adaptive = f", adaptive softmax {c.adaptive_cutoffs}" if c.softmax == "adaptive" else ""
-    return (f"model: {c.num_layers}×{c.hidden_size} {c.cell}, embedding {c.embedding_size}{tied}{adaptive}, "
+    layers = "-".join(map(str, c.hidden_sizes)) if c.hidden_sizes else f"{c.num_layers}×{c.hidden_size}"
+    return (f"model: {layers} {c.cell}, embedding {c.embedding_size}{tied}{adaptive}, "
             f"vocabulary {vocab_size:,}: {model.parameter_count():,} parameters")
 
 

@@ -54,7 +54,7 @@ def test_unknown_key_in_file_names_file_and_valid_keys(tmp_path):
         load_config(path)
     text = str(error.value)
     assert text.startswith(f"{path}: unknown key 'train.learning_rate'")
-    assert "valid keys of train: batch_size, bptt, lr" in text
+    assert "valid keys of train: batch_size, bptt, variable_bptt, lr" in text
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path):

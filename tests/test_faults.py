@@ -137,13 +137,13 @@ def poison_training_forward(monkeypatch, bad_calls) -> None:
     """Make the training forward passes numbered in `bad_calls` (from 1; evaluation not counted) return NaN."""
     original, calls = LanguageModel.forward, [0]
 
-    def forward(self, tokens, hidden, targets=None):
-        losses, hidden = original(self, tokens, hidden, targets)
+    def forward(self, tokens, hidden, targets=None, activations=False):
+        losses, *rest = original(self, tokens, hidden, targets, activations)
         if self.training:
             calls[0] += 1
             if bad_calls(calls[0]):
                 losses = losses * float("nan")
-        return losses, hidden
+        return losses, *rest
 
     monkeypatch.setattr(LanguageModel, "forward", forward)
 

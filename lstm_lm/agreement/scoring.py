@@ -82,7 +82,7 @@ def run_packed(model: LanguageModel, rows: list[list[int]], hidden: Hidden | Non
     (None: zeros)."""
     device = model.embedding.weight.device
     tokens = padded_columns(rows, 0, device)  # (T, B); the padding is never read
-    embedded = model.dropout(model.embedding(tokens))  # (T, B, E)
+    embedded = model.embed(tokens)  # (T, B, E)
     packed = pack_padded_sequence(embedded, row_lengths(rows), enforce_sorted=False)
     return model.rnn(packed, hidden)
 
