@@ -123,7 +123,8 @@ class TrainConfig:
     variable_bptt: bool = option(
         False, "Draw each window's length around bptt (AWD-LSTM: bptt with probability 0.95, else bptt / 2, plus "
         "normal noise of sd 5; at least 5, at most bptt + 40), lr scaled by length / bptt, so that windows do "
-        "not always start at the same tokens.")
+        "not always start at the same tokens (with loss_reduction time_sum the loss grows with the length "
+        "already, and lr is left alone).")
     lr: float = option(1.0, "Initial learning rate.", low=0, low_open=True)
     optimizer: Literal["sgd", "adamw", "nt_asgd"] = option(
         "sgd", "sgd: plain SGD as in Zaremba et al.; adamw: AdamW; nt_asgd: SGD until validation stops improving "

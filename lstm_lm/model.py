@@ -20,7 +20,9 @@ from .regularization import LockedDropout, embedding_dropout
 from .softmax import AdaptiveSoftmax
 from .stack import LayerStack
 
-Hidden = State  # (h, c) for the LSTM cells, (h,) for the others; each (num_layers, B, hidden_size)
+# (h, c) for the LSTM cells, (h,) for the others; each (num_layers, B, hidden_size), or, run layer by layer,
+# each layer's parts in turn, each (1, B, its size) (lstm_lm/stack.py)
+Hidden = State
 LSTM_CELLS = ("lstm", "lstm_explicit", "lstm_peephole", "lstm_coupled")
 WRITTEN_CELLS = {"lstm_explicit": ExplicitLSTM, "lstm_peephole": PeepholeLSTM, "lstm_coupled": CoupledLSTM}
 
@@ -59,8 +61,7 @@ def recurrent_layers(config: ModelConfig) -> nn.Module:
         return fused_layers(config.cell, config.embedding_size, sizes[0], config.num_layers, config.dropout)
     return LayerStack(lambda size_in, size_out: fused_layers(config.cell, size_in, size_out, 1, 0.0),
                       config.embedding_size, sizes, state_parts=2 if config.cell in LSTM_CELLS else 1,
-                      dropout_hidden=config.dropout if config.dropout_hidden is None else config.dropout_hidden,
-                      weight_drop=config.weight_drop)
+                      between=dropout_module(config.dropout_hidden, config.dropout), weight_drop=config.weight_drop)
 
 
 def dropout_module(locked_p: float | None, plain_p: float) -> nn.Module:
@@ -118,7 +119,7 @@ class LanguageModel(nn.Module):
         before and after their dropout."""
         output, hidden = self.rnn(self.embed(tokens), hidden)  # (T, B, H)
         dropped = self.output_dropout(output)
-        features = self.projection(dropped) if self.projection is not None else dropped  # (T, B, D)
+        features = self.project(dropped)  # (T, B, D)
         if targets is None:
             if self.adaptive is not None:
                 return self.next_token_log_probs(features.flatten(0, 1)).view(*tokens.shape, -1), hidden
@@ -140,7 +141,10 @@ class LanguageModel(nn.Module):
 
     def output_features(self, output: torch.Tensor) -> torch.Tensor:
         """Top-layer recurrent outputs (..., H) -> the decoder's input (..., D): dropout, then the tying projection."""
-        output = self.output_dropout(output)
+        return self.project(self.output_dropout(output))
+
+    def project(self, output: torch.Tensor) -> torch.Tensor:
+        """(..., H) -> (..., D): the projection to the embedding size that tying needs, where there is one."""
         return self.projection(output) if self.projection is not None else output
 
     def next_token_log_probs(self, features: torch.Tensor) -> torch.Tensor:

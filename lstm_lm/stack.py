@@ -18,17 +18,18 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence
 
 from .cells import State
-from .regularization import LockedDropout, weight_dropped
+from .regularization import weight_dropped
 
 
 class LayerStack(nn.Module):
     def __init__(self, one_layer: Callable[[int, int], nn.Module], input_size: int, sizes: list[int],
-                 state_parts: int, dropout_hidden: float, weight_drop: float):
+                 state_parts: int, between: nn.Module, weight_drop: float):
+        """`one_layer(input_size, size)` builds a layer; `between` is the dropout applied between layers."""
         super().__init__()
         inputs = [input_size, *sizes[:-1]]
         self.layers = nn.ModuleList(one_layer(size_in, size_out) for size_in, size_out in zip(inputs, sizes))
         self.sizes, self.state_parts, self.weight_drop = sizes, state_parts, weight_drop
-        self.between = LockedDropout(dropout_hidden)
+        self.between = between
 
     def forward(self, inputs: torch.Tensor | PackedSequence,
                 state: State | None = None) -> tuple[torch.Tensor | PackedSequence, State]:
@@ -43,7 +44,8 @@ class LayerStack(nn.Module):
             else:
                 x, layer_state = layer(x, layer_state)
             new_state.extend(layer_state)
-            if index < len(self.layers) - 1:
+            # Packed inputs come only from evaluation (agreement scoring), where dropout leaves them alone.
+            if index < len(self.layers) - 1 and not isinstance(x, PackedSequence):
                 x = self.between(x)
         return x, tuple(new_state)
 

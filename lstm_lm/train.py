@@ -141,6 +141,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype is torch.float16)
         self.state = TrainerState(lr=self.initial_lr())
         self.average: WeightAverage | None = None  # NT-ASGD, once validation stops improving
+        self.last_validation: tuple[int, Evaluation] | None = None  # (step, result) of this process's latest
         train_ids, valid_ids = shard(corpus.train, world, equal=True), shard(corpus.valid, world, equal=False)
         where = config.data.path + (f" (1/{world.size} per process)" if world.distributed else "")
         # One window of inputs needs its next-token targets too: bptt + 1 rows of batch_size tokens.
@@ -215,6 +216,7 @@ class Trainer:
             if saved.get("scaler"):  # absent in checkpoints written before mixed precision
                 self.scaler.load_state_dict(saved["scaler"])
             self.state = TrainerState(**saved["trainer"])
+            self.last_validation = None  # the step counter may have moved back
             self.average = None
             if saved.get("average"):  # absent before NT-ASGD
                 self.average = WeightAverage(self.parameters)
@@ -274,13 +276,19 @@ class Trainer:
 
     # ---- evaluation ----------------------------------------------------------------------------------------------
 
-    def validate(self) -> Evaluation:
+    def validate(self, scheduled: bool = True) -> Evaluation:
         """Validate (the averaged weights, once NT-ASGD averages), log it, keep the weights when they are the best,
-        and start averaging when validation has stopped improving."""
+        and, for a `scheduled` validation, start averaging when validation has stopped improving. The extra one
+        made when a limit or signal stops a run between scheduled ones leaves NT-ASGD alone, so that a stopped and
+        resumed run switches where an uninterrupted one does. A step validated already is not validated again."""
+        if self.last_validation is not None and self.last_validation[0] == self.state.step:
+            return self.last_validation[1]
         with self.evaluation_weights():
             result = self.evaluate(*self.valid_layout)
             self.record_validation(result)
-        self.consider_averaging(result.loss)
+        if scheduled:
+            self.consider_averaging(result.loss)
+        self.last_validation = (self.state.step, result)
         return result
 
     @contextmanager
@@ -343,8 +351,10 @@ class Trainer:
         objective = losses.sum(0).mean() if train.loss_reduction == "time_sum" else mean_loss
         if regularize:
             objective = objective + activation_penalty(*outputs[2], train.ar_alpha, train.tar_beta)
-        # With variable BPTT a longer window takes a larger step, as its loss averages over more tokens.
-        set_lr(self.optimizer, self.state.lr * (inputs.size(0) / train.bptt if train.variable_bptt else 1.0))
+        # With variable BPTT a longer window takes a larger step, as its mean loss averages over more tokens (a
+        # time_sum loss grows with the window already).
+        scaled = train.variable_bptt and train.loss_reduction == "mean"
+        set_lr(self.optimizer, self.state.lr * (inputs.size(0) / train.bptt if scaled else 1.0))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(objective).backward()
         self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
@@ -359,9 +369,10 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.update()
             return None
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() and self.average is not None else 0.0
         self.scaler.step(self.optimizer)  # skips the step if fp16 gradients overflowed
-        self.scaler.update()
-        if self.average is not None:
+        self.scaler.update()  # and then lowers the scale
+        if self.average is not None and not (scale and self.scaler.get_scale() < scale):
             self.average.update()
         return mean_loss.detach(), grad_norm.detach()
 
@@ -448,7 +459,7 @@ class Trainer:
         final_validation = (reason not in ("finished", "interrupted") and self.state.row != 0
                             and validated_step != self.state.step)
         if final_validation:
-            self.validate()
+            self.validate(scheduled=False)
         if final_validation or self.saved_step != self.state.step:  # the state on disk must be this one
             self.save_checkpoint()
         self.state.elapsed_s = self.elapsed()
