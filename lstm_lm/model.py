@@ -110,6 +110,10 @@ class LanguageModel(nn.Module):
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)
         return tuple(weight.new_zeros(shape) for _ in range(2 if self.config.cell in LSTM_CELLS else 1))
 
+    def top_output(self, hidden: Hidden) -> torch.Tensor:
+        """(B, H): the top layer's output at the last step, read from the state the recurrent layers returned."""
+        return self.rnn.top_output(hidden) if isinstance(self.rnn, LayerStack) else hidden[0][-1]
+
     def forward(self, tokens: torch.Tensor, hidden: Hidden, targets: torch.Tensor | None = None,
                 activations: bool = False) -> tuple[torch.Tensor, ...]:
         """tokens (T, B) -> logits (T, B, V), or, given targets (T, B), each target's negative log-likelihood

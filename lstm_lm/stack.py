@@ -49,5 +49,9 @@ class LayerStack(nn.Module):
                 x = self.between(x)
         return x, tuple(new_state)
 
+    def top_output(self, state: State) -> torch.Tensor:
+        """(B, H_last): the top layer's h, its output at the last step."""
+        return state[(len(self.layers) - 1) * self.state_parts][-1]
+
     def init_state(self, batch_size: int, like: torch.Tensor) -> State:
         return tuple(like.new_zeros(1, batch_size, size) for size in self.sizes for _ in range(self.state_parts))

@@ -53,13 +53,19 @@ def char_tokenizer() -> CharTokenizer:
 
 
 @pytest.mark.parametrize("make_tokenizer", [word_tokenizer, char_tokenizer])
-@pytest.mark.parametrize("softmax", [[], ["model.softmax=adaptive", "model.adaptive_cutoffs=[6,12]",
-                                          "model.tie_weights=true"]])
+@pytest.mark.parametrize("model_options", [
+    [],
+    ["model.softmax=adaptive", "model.adaptive_cutoffs=[6,12]", "model.tie_weights=true"],
+    # Layers run one by one (AWD-LSTM's regularizers, per-layer sizes): packed sequences pass through the stack.
+    ["model.hidden_sizes=[12, 8]", "model.tie_weights=true", "model.weight_drop=0.5", "model.dropout_input=0.3",
+     "model.dropout_hidden=0.3", "model.dropout_output=0.3", "model.dropout_embedding=0.1"],
+])
 @pytest.mark.parametrize("rows_per_chunk", [3, 1024])  # output-layer chunks that cut across rows, and one chunk
-def test_batched_scores_equal_each_sentence_scored_alone(make_tokenizer, softmax, rows_per_chunk, monkeypatch):
+def test_batched_scores_equal_each_sentence_scored_alone(make_tokenizer, model_options, rows_per_chunk,
+                                                         monkeypatch):
     monkeypatch.setattr("lstm_lm.agreement.scoring.ROWS_PER_CHUNK", rows_per_chunk)
     tokenizer = make_tokenizer()
-    model = random_model(tokenizer.vocab_size, *softmax)
+    model = random_model(tokenizer.vocab_size, *model_options)
     boundary = tokenizer.boundary_id
     encoder = PairEncoder(tokenizer)
     items = [Item(good, bad, f"test:{i}") for i, (good, bad) in enumerate(PAIRS)]

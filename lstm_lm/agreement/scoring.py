@@ -49,16 +49,15 @@ def score_batch(model: LanguageModel, boundary_id: int, requests: list[ScoreRequ
                 count_prefix: bool) -> list[list[float]]:
     device = model.embedding.weight.device
     prefix_output, state = run_packed(model, [[boundary_id, *request.prefix] for request in requests], None)
-    h = state[0]  # (num_layers, B, H)
+    last_output = model.top_output(state)  # (B, H): the top layer's output at each row's last token
     # Every continuation of the batch, flattened: which request it belongs to, and its ids.
     owners = [row for row, request in enumerate(requests) for _ in request.continuations]
     continuations = [ids for request in requests for ids in request.continuations]
     owner_index = torch.tensor(owners, device=device)
     firsts = torch.tensor([ids[0] for ids in continuations], device=device)
-    # (K,) log p(first piece | prefix): h[-1] is the top layer's output at each row's last token
-    totals = target_log_probs(model, h[-1][owner_index], firsts)
+    totals = target_log_probs(model, last_output[owner_index], firsts)  # (K,) log p(first piece | prefix)
     if count_prefix:
-        # Positions 0..p-1 predict the prefix; the last position's prediction was read from h[-1] above.
+        # Positions 0..p-1 predict the prefix; the last position's prediction was read from the state above.
         prefix_scores = summed_log_probs(model, prefix_output, [[*request.prefix, IGNORE] for request in requests])
         totals = totals + prefix_scores[owner_index]
     longer = [k for k, ids in enumerate(continuations) if len(ids) > 1]
