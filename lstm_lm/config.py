@@ -67,7 +67,7 @@ class ModelConfig:
     """The network: embedding, stacked LSTM layers, dropout, decoder."""
 
     embedding_size: int = option(200, "Size of the token embeddings.", low=1)
-    hidden_size: int = option(200, "Units per recurrent layer.", low=1)
+    hidden_size: int = option(200, "Units per recurrent layer (unless hidden_sizes gives one per layer).", low=1)
     num_layers: int = option(2, "Number of stacked recurrent layers.", low=1)
     hidden_sizes: list[int] = option([], "Units of each recurrent layer, bottom first, instead of hidden_size for "
                                      "all (AWD-LSTM: [1150, 1150, 400], the last sized to the embedding so that "
@@ -80,8 +80,9 @@ class ModelConfig:
         "step (AWD-LSTM: 0.4 on PTB, 0.65 on WikiText-2). null: plain `dropout` there.", low=0, high=1,
         high_open=True)
     dropout_hidden: Optional[float] = option(
-        None, "Locked dropout between recurrent layers (AWD-LSTM: 0.3 on PTB, 0.2 on WikiText-2); runs the "
-        "layers one by one. null: plain `dropout` there.", low=0, high=1, high_open=True)
+        None, "Locked dropout between recurrent layers (AWD-LSTM: 0.3 on PTB in the paper, 0.25 in the authors' "
+        "PTB command; 0.2 on WikiText-2); runs the layers one by one. null: plain `dropout` there.", low=0, high=1,
+        high_open=True)
     dropout_output: Optional[float] = option(
         None, "Locked dropout on the last layer's output (AWD-LSTM: 0.4). null: plain `dropout` there.",
         low=0, high=1, high_open=True)
@@ -89,10 +90,10 @@ class ModelConfig:
         0.0, "Embedding dropout: whole words dropped from the embedding matrix, at every occurrence in the batch, "
         "the kept rows rescaled (AWD-LSTM: 0.1).", low=0, high=1, high_open=True)
     weight_drop: float = option(
-        0.0, "DropConnect on each layer's hidden-to-hidden matrix, a new mask per step (AWD-LSTM: 0.5); runs "
-        "the layers one by one, each still a fused kernel.", low=0, high=1, high_open=True)
+        0.0, "DropConnect on each layer's hidden-to-hidden matrix: one mask per window, shared by its time steps "
+        "(AWD-LSTM: 0.5); runs the layers one by one, each still a fused kernel.", low=0, high=1, high_open=True)
     tie_weights: bool = option(False, "Share the embedding matrix with the decoder (Press & Wolf 2017); a "
-                               "projection is added when hidden_size differs from embedding_size.")
+                               "projection is added when the last layer's size differs from embedding_size.")
     softmax: Literal["full", "adaptive"] = option(
         "full", "full: one linear decoder over the vocabulary; adaptive: the adaptive softmax of Grave et al. "
         "(2017), much faster for large vocabularies, with exact log-probabilities.")
@@ -122,18 +123,19 @@ class TrainConfig:
     bptt: int = option(35, "Steps of backpropagation through time per window.", low=1)
     variable_bptt: bool = option(
         False, "Draw each window's length around bptt (AWD-LSTM: bptt with probability 0.95, else bptt / 2, plus "
-        "normal noise of sd 5; at least 5, at most bptt + 40), lr scaled by length / bptt, so that windows do "
-        "not always start at the same tokens (with loss_reduction time_sum the loss grows with the length "
-        "already, and lr is left alone).")
+        "normal noise of sd 5; at least 5, at most bptt + 40), so that windows do not always start at the same "
+        "tokens; lr is scaled by length / bptt, as AWD-LSTM scales its SGD steps, for every optimizer (but not "
+        "under loss_reduction time_sum, whose loss grows with the length already).")
     lr: float = option(1.0, "Initial learning rate.", low=0, low_open=True)
     optimizer: Literal["sgd", "adamw", "nt_asgd"] = option(
         "sgd", "sgd: plain SGD as in Zaremba et al.; adamw: AdamW; nt_asgd: SGD until validation stops improving "
         "(see nonmono), then SGD with the weights averaged over the steps since, validated and saved averaged "
-        "(AWD-LSTM).")
+        "(AWD-LSTM, with lr_schedule constant; another schedule goes on changing lr).")
     nonmono: int = option(5, "nt_asgd: start averaging at a validation worse than the best of those before the "
                           "last `nonmono` validations (AWD-LSTM: 5).", low=1)
     ar_alpha: float = option(0.0, "Activation regularization: adds alpha × mean square of the last layer's "
-                             "outputs after their dropout to the loss (AWD-LSTM: 2).", low=0)
+                             "outputs after their dropout to the loss (AWD-LSTM: 2, with the mean loss; a "
+                             "time_sum loss is about bptt times larger beside it).", low=0)
     tar_beta: float = option(0.0, "Temporal activation regularization: adds beta × mean square of the change of "
                              "the last layer's outputs (before dropout) from one step to the next (AWD-LSTM: 1).",
                              low=0)

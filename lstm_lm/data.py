@@ -202,17 +202,21 @@ def bptt_windows(source: torch.Tensor, bptt: int, start: int = 0) -> Iterator[tu
         yield row, source[row: row + length], source[row + 1: row + 1 + length]
 
 
-def variable_bptt_windows(source: torch.Tensor, bptt: int,
-                          start: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+def variable_bptt_windows(source: torch.Tensor, bptt: int, start: int = 0,
+                          seed: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """Like bptt_windows, with each window's length drawn as AWD-LSTM draws it: around bptt (or, one time in 20,
     around bptt / 2) with normal noise of sd 5, at least 5 and at most bptt + 40, so that windows start at other
-    tokens in every epoch. Lengths come from torch's global generator, which checkpoints save: a resumed run draws
-    the same ones."""
-    row = start
+    tokens in every epoch. The lengths are a function of `seed` alone, drawn from the first row on: every process
+    of a distributed run takes the same steps, and a resumed run the same windows, from the first window that
+    starts at or after `start`."""
+    generator = torch.Generator().manual_seed(seed)
+    row = 0
     while row < source.size(0) - 1:
-        centre = bptt if torch.rand(()).item() < 0.95 else bptt / 2
-        length = min(max(5, int(torch.normal(float(centre), 5.0, ()).item())), bptt + 40, source.size(0) - 1 - row)
-        yield row, source[row: row + length], source[row + 1: row + 1 + length]
+        centre = bptt if torch.rand((), generator=generator).item() < 0.95 else bptt / 2
+        drawn = int(torch.normal(float(centre), 5.0, (), generator=generator).item())
+        length = min(max(5, drawn), bptt + 40, source.size(0) - 1 - row)
+        if row >= start:
+            yield row, source[row: row + length], source[row + 1: row + 1 + length]
         row += length
 
 

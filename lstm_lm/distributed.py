@@ -59,11 +59,16 @@ def shard(ids: torch.Tensor, world: World, equal: bool) -> torch.Tensor:
     return ids[ids.numel() * world.rank // world.size: ids.numel() * (world.rank + 1) // world.size]
 
 
+def max_over_ranks(values: torch.Tensor, world: World) -> torch.Tensor:
+    """Elementwise maximum over all ranks (in place), so that every rank sees the same values."""
+    if world.distributed:
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return values
+
+
 def any_rank(flags: torch.Tensor, world: World) -> torch.Tensor:
     """Elementwise OR of 0/1 flags over all ranks, so that every rank takes the same branch."""
-    if world.distributed:
-        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-    return flags
+    return max_over_ranks(flags, world)
 
 
 def sum_over_ranks(values: torch.Tensor, world: World) -> torch.Tensor:

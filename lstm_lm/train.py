@@ -26,7 +26,8 @@ from .config import Config, TrainConfig
 from .data import (Corpus, batchify, bptt_windows, evaluation_layout, load_corpus, require_tokens,
                    variable_bptt_windows, windows_per_epoch)
 from .device import resolve_device
-from .distributed import World, any_rank, barrier, gather, join_world, leave_world, shard, sum_over_ranks
+from .distributed import (World, any_rank, barrier, gather, join_world, leave_world, max_over_ranks, shard,
+                          sum_over_ranks)
 from .errors import UserError
 from .evaluate import Evaluation, evaluate_layout
 from .model import Hidden, LanguageModel, detach_hidden
@@ -51,7 +52,9 @@ class TrainerState:
     elapsed_s: float = 0.0  # wall time spent training in earlier processes of this run
     bad_steps: int = 0  # steps skipped because the loss or the gradient norm was NaN or infinite
     bad_in_row: int = 0  # of those, how many came last in a row
-    valid_history: list[float] = field(default_factory=list)  # every validation loss, for NT-ASGD's trigger
+    valid_history: list[float] = field(default_factory=list)  # scheduled validations' losses, for NT-ASGD
+    history_step: int = -1  # the step of the last validation in valid_history
+    last_valid: list[float] = field(default_factory=list)  # [step, tokens, loss] of the latest validation
     averaging_since: int | None = None  # NT-ASGD: the step weight averaging began at
 
 
@@ -141,7 +144,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype is torch.float16)
         self.state = TrainerState(lr=self.initial_lr())
         self.average: WeightAverage | None = None  # NT-ASGD, once validation stops improving
-        self.last_validation: tuple[int, Evaluation] | None = None  # (step, result) of this process's latest
+        self.slowest_elapsed = 0.0  # elapsed() of the slowest rank at the last stop check; all ranks agree on it
         train_ids, valid_ids = shard(corpus.train, world, equal=True), shard(corpus.valid, world, equal=False)
         where = config.data.path + (f" (1/{world.size} per process)" if world.distributed else "")
         # One window of inputs needs its next-token targets too: bptt + 1 rows of batch_size tokens.
@@ -216,7 +219,6 @@ class Trainer:
             if saved.get("scaler"):  # absent in checkpoints written before mixed precision
                 self.scaler.load_state_dict(saved["scaler"])
             self.state = TrainerState(**saved["trainer"])
-            self.last_validation = None  # the step counter may have moved back
             self.average = None
             if saved.get("average"):  # absent before NT-ASGD
                 self.average = WeightAverage(self.parameters)
@@ -225,8 +227,8 @@ class Trainer:
             torch.set_rng_state(ranks[self.world.rank % len(ranks)]["rng"])
             if saved["cuda_rng"] and self.device.type == "cuda":
                 torch.cuda.set_rng_state_all(saved["cuda_rng"])
-            # (layers, columns of all ranks, H): rank r's columns follow rank r - 1's in the text, so this rank's
-            # columns are the same slice whatever number of ranks wrote them (see distributed.shard).
+            # Each part (layers, columns of all ranks, H): rank r's columns follow rank r - 1's in the text, so this
+            # rank's columns are the same slice whatever number of ranks wrote them (see distributed.shard).
             columns = [torch.cat(states, dim=1) for states in zip(*(rank["hidden"] for rank in ranks))]
         except (KeyError, TypeError, ValueError, IndexError) as error:
             raise UserError(f"{path}: not a checkpoint this version can resume ({error})") from None
@@ -281,14 +283,16 @@ class Trainer:
         and, for a `scheduled` validation, start averaging when validation has stopped improving. The extra one
         made when a limit or signal stops a run between scheduled ones leaves NT-ASGD alone, so that a stopped and
         resumed run switches where an uninterrupted one does. A step validated already is not validated again."""
-        if self.last_validation is not None and self.last_validation[0] == self.state.step:
-            return self.last_validation[1]
-        with self.evaluation_weights():
-            result = self.evaluate(*self.valid_layout)
-            self.record_validation(result)
-        if scheduled:
+        if self.state.last_valid and self.state.last_valid[0] == self.state.step:
+            result = Evaluation(tokens=int(self.state.last_valid[1]), loss=self.state.last_valid[2])
+        else:
+            with self.evaluation_weights():
+                result = self.evaluate(*self.valid_layout)
+                self.record_validation(result)
+            self.state.last_valid = [self.state.step, result.tokens, result.loss]
+        if scheduled and self.state.history_step != self.state.step:
             self.consider_averaging(result.loss)
-        self.last_validation = (self.state.step, result)
+            self.state.history_step = self.state.step
         return result
 
     @contextmanager
@@ -376,12 +380,23 @@ class Trainer:
             self.average.update()
         return mean_loss.detach(), grad_norm.detach()
 
+    def epoch_windows(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(row, inputs, targets) of the rest of this epoch, from state.row on."""
+        train = self.config.train
+        if not train.variable_bptt:
+            return bptt_windows(self.train_data, train.bptt, self.state.row)
+        # Lengths drawn from the seed and the epoch only: the same on every rank and after a resume.
+        return variable_bptt_windows(self.train_data, train.bptt, self.state.row,
+                                     seed=train.seed * 1_000_003 + self.state.epoch)
+
     def stop_reason(self) -> str | None:
         train = self.config.train
-        out_of_time = train.max_minutes is not None and self.elapsed() >= 60 * train.max_minutes
-        # Signals and clocks differ between ranks: they stop together, or one would wait for the others forever.
-        signalled, out_of_time = any_rank(torch.tensor([bool(self.stop), out_of_time], dtype=torch.int32,
-                                                       device=self.world.device), self.world).tolist()
+        # Signals and clocks differ between ranks: they stop together, or one would wait for the others forever,
+        # and the cosine schedule reads the same clock on every rank, or their weights would drift apart.
+        signalled, self.slowest_elapsed = max_over_ranks(torch.tensor(
+            [float(bool(self.stop)), self.elapsed()], dtype=torch.float64, device=self.world.device),
+            self.world).tolist()
+        out_of_time = train.max_minutes is not None and self.slowest_elapsed >= 60 * train.max_minutes
         if signalled:
             self.stop.reason = self.stop.reason or "a signal to another rank"
             return "interrupted"
@@ -394,10 +409,14 @@ class Trainer:
         return None
 
     def progress(self) -> float:
-        """The share of the planned training done: of the steps, or of train.max_minutes if that ends first."""
-        done = self.state.step / max(1, self.total_steps)
-        if self.config.train.max_minutes is not None:
-            done = max(done, self.elapsed() / (60 * self.config.train.max_minutes))
+        """The share of the planned training done: of the epochs (counted in rows of text, as window lengths may
+        vary), of train.max_steps, or of train.max_minutes, whichever is furthest along."""
+        train = self.config.train
+        done = (self.state.epoch + self.state.row / self.train_data.size(0)) / train.epochs
+        if train.max_steps is not None:
+            done = max(done, self.state.step / train.max_steps)
+        if train.max_minutes is not None:
+            done = max(done, self.slowest_elapsed / (60 * train.max_minutes))
         return done
 
     def elapsed(self) -> float:
@@ -417,8 +436,7 @@ class Trainer:
         set_lr(self.optimizer, self.state.lr)
         reason = self.stop_reason()
         while reason is None:
-            windows = variable_bptt_windows if train.variable_bptt else bptt_windows
-            for row, inputs, targets in windows(self.train_data, train.bptt, self.state.row):
+            for row, inputs, targets in self.epoch_windows():
                 if train.lr_schedule == "cosine":
                     self.state.lr = cosine_lr(train.lr * self.state.lr_scale, self.progress())
                 result = self.train_step(inputs, targets)

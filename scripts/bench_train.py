@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--fast-batch", type=int, default=128, help="batch size of the fastest settings")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    if load_config(args.config).model.hidden_sizes:
+        sys.exit(f"{args.config}: the reference loop is one nn.LSTM of model.hidden_size; set no hidden_sizes")
 
     torch.manual_seed(0)
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}

@@ -37,7 +37,7 @@ from lstm_lm.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 from lstm_lm.checkpoint import RUN_INFO, load_run  # noqa: E402
 from lstm_lm.config import Config, ModelConfig, load_config  # noqa: E402
 from lstm_lm.data import batchify, load_corpus  # noqa: E402
-from lstm_lm.model import LanguageModel, recurrent_layers  # noqa: E402
+from lstm_lm.model import LanguageModel, recurrent_layers, runs_layer_by_layer  # noqa: E402
 from lstm_lm.train import train  # noqa: E402
 
 CELLS = ("rnn_tanh", "gru", "lstm", "lstm_peephole", "lstm_coupled")
@@ -253,6 +253,9 @@ def main() -> None:
     torch.set_num_threads(1)
     console = Console()
     base = load_config(args.config, args.overrides)
+    if runs_layer_by_layer(base.model):
+        # The study sizes each cell through model.hidden_size and reads every layer from a (layers, B, H) state.
+        sys.exit("the study compares fused stacks: leave model.hidden_sizes, dropout_hidden and weight_drop unset")
     corpus = load_corpus(base.data, base.tokenizer)
     suite = builtin_suite()
     results = []

@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 
 from lstm_lm.checkpoint import load_tensors
 from lstm_lm.config import config_to_yaml, load_config
-from lstm_lm.data import bptt_windows, load_corpus
+from lstm_lm.data import load_corpus
 from lstm_lm.distributed import barrier, gather, join_world, leave_world
 from lstm_lm.progress import read_metrics
 from lstm_lm.train import Reporter, Trainer
@@ -83,8 +83,9 @@ def identical_after_every_step(rank: int, port: int, config_file: str, run_dir: 
     try:
         corpus = load_corpus(config.data, config.tokenizer)
         trainer = Trainer(config, Path(run_dir), corpus, device, Reporter(Path(os.devnull), quiet_console()), world)
-        windows = bptt_windows(trainer.train_data, config.train.bptt)
-        for step, (_, inputs, targets) in zip(range(1, 9), windows):
+        for step, (_, inputs, targets) in zip(range(1, 9), trainer.epoch_windows()):
+            lengths = gather(torch.tensor(inputs.size(0)), world)
+            assert lengths[0] == lengths[1], f"ranks read windows of other lengths at step {step}"
             trainer.train_step(inputs, targets)
             weights = torch.cat([p.detach().flatten() for p in trainer.parameters])
             copies = gather(weights, world)
@@ -95,8 +96,14 @@ def identical_after_every_step(rank: int, port: int, config_file: str, run_dir: 
         leave_world(world)
 
 
-def test_ranks_hold_identical_weights_after_every_step(tmp_path, synthetic_corpus):
-    config = tiny_config(synthetic_corpus, tmp_path / "cache", *TWO, "model.dropout=0.3")
+@pytest.mark.parametrize("options", [
+    ("model.dropout=0.3",),
+    # Layers run one by one with weight drop (masks differ between ranks), and window lengths drawn at random,
+    # which must be the same on every rank.
+    ("model.num_layers=2", "model.weight_drop=0.3", "model.dropout_hidden=0.2", "train.variable_bptt=true"),
+])
+def test_ranks_hold_identical_weights_after_every_step(tmp_path, synthetic_corpus, options):
+    config = tiny_config(synthetic_corpus, tmp_path / "cache", *TWO, *options)
     load_corpus(config.data, config.tokenizer)  # fill the cache once, before two processes read it
     config_file = tmp_path / "config.yaml"
     config_file.write_text(config_to_yaml(config))

@@ -77,8 +77,8 @@ def score_batch(model: LanguageModel, boundary_id: int, requests: list[ScoreRequ
 
 def run_packed(model: LanguageModel, rows: list[list[int]], hidden: Hidden | None) -> tuple[PackedSequence, Hidden]:
     """Rows of token ids of any lengths (at least 1) -> the top layer's outputs, packed, and each row's final
-    state, (h, c) or (h,), each (num_layers, B, H), in the rows' order. `hidden` is each row's starting state
-    (None: zeros)."""
+    state (see LanguageModel.init_hidden: every part has the rows in dimension 1), in the rows' order. `hidden` is
+    each row's starting state (None: zeros)."""
     device = model.embedding.weight.device
     tokens = padded_columns(rows, 0, device)  # (T, B); the padding is never read
     embedded = model.embed(tokens)  # (T, B, E)
