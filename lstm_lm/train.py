@@ -432,7 +432,6 @@ class Trainer:
         interval_loss = torch.zeros((), device=self.device)
         interval_norm = torch.zeros((), device=self.device)
         interval_steps, interval_tokens, interval_start = 0, 0, time.perf_counter()
-        validated_step = -1  # the step of the last train.eval_every_steps validation
         set_lr(self.optimizer, self.state.lr)
         reason = self.stop_reason()
         while reason is None:
@@ -463,7 +462,6 @@ class Trainer:
                 validate = due(self.state.step, train.eval_every_steps)
                 if validate:
                     self.validate()
-                    validated_step = self.state.step
                 periodic = due(self.state.step, train.checkpoint_every_steps)
                 if (validate or periodic) and self.state.bad_in_row == 0:  # a bad stretch is not a state to keep
                     self.save_checkpoint()
@@ -475,7 +473,7 @@ class Trainer:
                 reason = self.stop_reason()
         # Stopped by a limit within an epoch: a last validation so the best weights include this progress.
         final_validation = (reason not in ("finished", "interrupted") and self.state.row != 0
-                            and validated_step != self.state.step)
+                            and self.state.last_valid[:1] != [self.state.step])
         if final_validation:
             self.validate(scheduled=False)
         if final_validation or self.saved_step != self.state.step:  # the state on disk must be this one
