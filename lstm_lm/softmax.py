@@ -15,6 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# The number of targets falling in a tail changes every step. Padding the rows sent to a tail up to a multiple of
+# this keeps the set of matrix shapes small: on CPU, oneDNN compiles a kernel per new shape (tens of milliseconds
+# under bf16) and caches it, so with exact counts a run keeps compiling.
+TAIL_ROW_BUCKET = 64
+
 
 class AdaptiveSoftmax(nn.Module):
     def __init__(self, in_features: int, vocab_size: int, cutoffs: list[int], div_value: float,
@@ -82,6 +87,9 @@ class AdaptiveSoftmax(nn.Module):
             rows = ((targets >= low) & (targets < high)).nonzero().squeeze(1)
             if rows.numel() == 0:
                 continue
-            within = self.tail_log_probs(hidden[rows], i).gather(1, (targets[rows] - low).unsqueeze(1)).squeeze(1)
+            count = rows.numel()
+            padding = rows[:1].expand(-count % TAIL_ROW_BUCKET)  # repeats of the first row, dropped after
+            tail = self.tail_log_probs(hidden[torch.cat([rows, padding])], i)[:count]
+            within = tail.gather(1, (targets[rows] - low).unsqueeze(1)).squeeze(1)
             result = result.index_put((rows,), head[rows, self.shortlist + i] + within)
         return result
