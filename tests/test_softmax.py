@@ -22,6 +22,24 @@ def test_adaptive_log_probs_are_a_distribution_and_match_targets(div_value):
                           atol=1e-5)
 
 
+def test_padded_tail_rows_change_neither_values_nor_gradients():
+    # 40 targets put 1-39 rows in each tail, never a multiple of the padding bucket: the repeated rows must drop out.
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(50, 16)
+    softmax = AdaptiveSoftmax(16, 50, [10, 30], 2.0, tied_embedding=embedding)
+    hidden = torch.randn(40, 16, requires_grad=True)
+    targets = torch.randint(50, (40,))
+    assert 0 < (targets >= 10).sum() < 40
+    softmax.target_log_probs(hidden, targets).sum().backward()
+    padded_grads = [hidden.grad.clone()] + [p.grad.clone() for p in softmax.parameters()]
+    hidden.grad = None
+    softmax.zero_grad()
+    softmax.log_probs(hidden).gather(1, targets[:, None]).sum().backward()
+    exact_grads = [hidden.grad] + [p.grad for p in softmax.parameters()]
+    for padded, exact in zip(padded_grads, exact_grads):
+        assert torch.allclose(padded, exact, atol=1e-5)
+
+
 def test_adaptive_tying_shares_the_embedding_rows():
     embedding = torch.nn.Embedding(50, 16)
     tied = AdaptiveSoftmax(16, 50, [10, 30], 1.0, tied_embedding=embedding)
