@@ -37,8 +37,9 @@ def layer_sizes(config: ModelConfig) -> list[int]:
 
 
 def runs_layer_by_layer(config: ModelConfig) -> bool:
-    """Per-layer sizes, locked dropout between layers and weight drop need the layers run one at a time."""
-    return bool(config.hidden_sizes) or config.dropout_hidden is not None or config.weight_drop > 0
+    """Per-layer sizes, locked dropout between layers and weight drop need the layers run one at a time
+    (a locked dropout of 0 between layers is no dropout, which the fused module does)."""
+    return bool(config.hidden_sizes) or bool(config.dropout_hidden) or config.weight_drop > 0
 
 
 def fused_layers(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> nn.Module:
@@ -58,7 +59,8 @@ def recurrent_layers(config: ModelConfig) -> nn.Module:
     """The stacked layers of the cell `model.cell` names, (T, B, E) inputs -> (T, B, H_last) outputs."""
     sizes = layer_sizes(config)
     if not runs_layer_by_layer(config):
-        return fused_layers(config.cell, config.embedding_size, sizes[0], config.num_layers, config.dropout)
+        between = config.dropout if config.dropout_hidden is None else config.dropout_hidden
+        return fused_layers(config.cell, config.embedding_size, sizes[0], config.num_layers, between)
     return LayerStack(lambda size_in, size_out: fused_layers(config.cell, size_in, size_out, 1, 0.0),
                       config.embedding_size, sizes, state_parts=2 if config.cell in LSTM_CELLS else 1,
                       between=dropout_module(config.dropout_hidden, config.dropout), weight_drop=config.weight_drop)

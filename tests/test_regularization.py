@@ -88,6 +88,8 @@ def test_model_wires_locked_dropout_where_set_and_plain_dropout_elsewhere():
     assert type(plain.output_dropout) is nn.Dropout and plain.output_dropout.p == 0.1
     stacked = LanguageModel(model_config(dropout_hidden=0.25), 20)
     assert isinstance(stacked.rnn, LayerStack) and stacked.rnn.between.p == 0.25
+    none_between = LanguageModel(model_config(dropout=0.5, dropout_hidden=0.0), 20)
+    assert isinstance(none_between.rnn, nn.LSTM) and none_between.rnn.dropout == 0.0  # 0: no dropout, not model.dropout
 
     # Through the model: with only input dropout on, each column loses the same embedding units at every step.
     torch.manual_seed(3)
