@@ -78,6 +78,18 @@ def test_locked_dropout_is_the_identity_in_evaluation_and_at_zero():
     assert torch.equal(LockedDropout(0.0).train()(x), x)
 
 
+def test_locked_dropout_scales_bf16_activations_without_bias():
+    """Under bf16 autocast the layers' outputs are bf16; rounding the scale 1/(1-p) itself to bf16 would make every
+    kept unit 0.2% too large at p = 0.25. Scaled in float32, only each product is rounded, without a common bias."""
+    torch.manual_seed(0)
+    x = (torch.rand(1, 64, 1000) + 0.5).bfloat16()
+    out = LockedDropout(0.25).train()(x)
+    assert out.dtype == torch.bfloat16
+    kept = out != 0
+    ratio = (out[kept].double() / x[kept].double()).mean().item()
+    assert abs(ratio * 0.75 - 1) < 2e-4
+
+
 def test_model_wires_locked_dropout_where_set_and_plain_dropout_elsewhere():
     locked = LanguageModel(model_config(num_layers=1, dropout=0.1, dropout_input=0.3, dropout_output=0.4), 20)
     assert isinstance(locked.input_dropout, LockedDropout) and locked.input_dropout.p == 0.3
