@@ -9,6 +9,8 @@ Model: the PTB medium LSTM (2×650, vocabulary 10,000) on Penn Treebank windows,
   4. lstm-lm's trainer with the fastest settings the recipes use (bf16, a larger batch, and the 1-hour
      recipes' locked dropout in place of plain dropout, at the same rates: one mask per sequence instead of
      one per step);
+  5. the same with the PTB 1-hour recipe's adaptive softmax (a 2,000-word shortlist, one tail at a quarter of
+     the width), which computes fewer FLOPs per token: its GFLOP/s count what it computes;
 each as tokens/s, model GFLOP/s, share of the matching peak and ratio to the reference.
 
 Run: python scripts/bench_train.py [--config configs/ptb-medium.yaml] [--steps N] [--fast-batch B] [--json]
@@ -36,15 +38,31 @@ from lstm_lm.progress import Reporter  # noqa: E402
 from lstm_lm.train import Trainer  # noqa: E402
 
 REFERENCE_BATCH, REFERENCE_CLIP, REFERENCE_LR = 20, 0.25, 20.0  # the PyTorch word_language_model defaults
+ADAPTIVE = ("model.softmax=adaptive", "model.adaptive_cutoffs=[2000]", "model.adaptive_div_value=4")
 
 
-def model_flops_per_token(config: Config, vocab: int) -> float:
+def decoder_multiply_adds(config: Config, vocab: int, train_ids: torch.Tensor) -> float:
+    """Per token: H × V for the full softmax; for the adaptive one the head (shortlist + one logit per cluster)
+    plus each tail's projection and rows, weighted by the share of training tokens that fall in that tail."""
+    m = config.model
+    if m.softmax == "full":
+        return m.hidden_size * vocab
+    bounds = [0, *m.adaptive_cutoffs, vocab]
+    total = m.hidden_size * (bounds[1] + len(m.adaptive_cutoffs))
+    for i in range(len(m.adaptive_cutoffs)):
+        share = ((train_ids >= bounds[i + 1]) & (train_ids < bounds[i + 2])).float().mean().item()
+        width = max(1, int(m.hidden_size // m.adaptive_div_value ** (i + 1)))
+        total += share * width * (m.hidden_size + bounds[i + 2] - bounds[i + 1])
+    return total
+
+
+def model_flops_per_token(config: Config, vocab: int, train_ids: torch.Tensor) -> float:
     """Forward multiply-adds ×2 of the LSTM layers (4 gates over input and hidden) and the decoder, ×3 for
     forward plus backward."""
     m = config.model
-    lstm = sum(2 * 4 * ((m.embedding_size if layer == 0 else m.hidden_size) + m.hidden_size) * m.hidden_size
+    lstm = sum(4 * ((m.embedding_size if layer == 0 else m.hidden_size) + m.hidden_size) * m.hidden_size
                for layer in range(m.num_layers))
-    return 3 * (lstm + 2 * m.hidden_size * vocab)
+    return 3 * 2 * (lstm + decoder_multiply_adds(config, vocab, train_ids))
 
 
 def timed(step, warmup: int, steps: int) -> float:
@@ -129,33 +147,40 @@ def main() -> None:
     config = load_config(args.config, [f"data.cache_dir={cache_dir}"])
     corpus = load_corpus(config.data, config.tokenizer)
     vocab = corpus.tokenizer.vocab_size
-    flops = model_flops_per_token(config, vocab)
+    adaptive_config = load_config(args.config, [f"data.cache_dir={cache_dir}", *ADAPTIVE])
 
-    rows = [("reference: classic loop, fp32, batch 20", "fp32",
+    flops = model_flops_per_token(config, vocab, corpus.train)
+    adaptive_flops = model_flops_per_token(adaptive_config, vocab, corpus.train)
+    rows = [("reference: classic loop, fp32, batch 20", "fp32", flops,
              reference_tokens_per_s(config, corpus.train, vocab, args.steps))]
     for precision in ("fp32", "bf16"):
-        rows.append((f"lstm-lm, {precision}, batch 20", precision,
+        rows.append((f"lstm-lm, {precision}, batch 20", precision, flops,
                      trainer_tokens_per_s(args.config, REFERENCE_BATCH, precision, args.steps, cache_dir)))
     rate = config.model.dropout
     locked = tuple(f"model.dropout_{place}={rate}" for place in ("input", "hidden", "output"))
-    rows.append((f"lstm-lm fastest: bf16, batch {args.fast_batch}, locked dropout", "bf16",
+    rows.append((f"lstm-lm fastest: bf16, batch {args.fast_batch}, locked dropout", "bf16", flops,
                  trainer_tokens_per_s(args.config, args.fast_batch, "bf16", args.steps, cache_dir, locked)))
+    rows.append(("  the same, adaptive softmax [2000]", "bf16", adaptive_flops,
+                 trainer_tokens_per_s(args.config, args.fast_batch, "bf16", args.steps, cache_dir,
+                                      (*locked, *ADAPTIVE))))
 
-    reference = rows[0][2]
-    results = [{"name": name, "precision": precision, "tokens_per_s": tps, "gflops": tps * flops / 1e9,
-                "peak_share": tps * flops / 1e9 / peaks[precision], "ratio": tps / reference}
-               for name, precision, tps in rows]
+    reference = rows[0][3]
+    results = [{"name": name, "precision": precision, "tokens_per_s": tps, "gflops": tps * row_flops / 1e9,
+                "peak_share": tps * row_flops / 1e9 / peaks[precision], "ratio": tps / reference}
+               for name, precision, row_flops, tps in rows]
     summary = {"fp32_peak_gflops": peaks["fp32"], "bf16_peak_gflops": peaks["bf16"], "reference_tok_s": reference,
                "same_batch_fp32_ratio": results[1]["ratio"], "same_batch_bf16_ratio": results[2]["ratio"],
                "fastest_ratio": results[3]["ratio"], "fastest_peak_share": results[3]["peak_share"],
-               "runs": results}
+               "fastest_adaptive_ratio": results[4]["ratio"],
+               "fastest_adaptive_peak_share": results[4]["peak_share"], "runs": results}
     if args.json:
         print(json.dumps(summary))
         return
     print(f"matrix-multiply peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
     m = config.model
     print(f"model: {Path(args.config).name}, LSTM {m.num_layers}×{m.hidden_size}, vocabulary {vocab:,}, BPTT "
-          f"{config.train.bptt}, {flops / 1e6:.1f} MFLOP per token (forward + backward)")
+          f"{config.train.bptt}, {flops / 1e6:.1f} MFLOP per token (forward + backward; "
+          f"{adaptive_flops / 1e6:.1f} with the adaptive softmax)")
     print(f"{'run':45} {'tok/s':>8} {'GFLOP/s':>8} {'of peak':>8} {'× ref':>6}")
     for r in results:
         print(f"{r['name']:45} {r['tokens_per_s']:8,.0f} {r['gflops']:8.1f} {r['peak_share']:8.1%} "
