@@ -18,3 +18,12 @@ def resolve_device(name: str) -> torch.device:
             raise UserError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
         return torch.device(name)
     raise UserError(f"--device {name}: expected auto, cpu or cuda")
+
+
+def flush_denormals() -> None:
+    """Make CPU arithmetic treat denormal floats (below 1.2e-38) as zero, in this thread and in the threads it starts.
+
+    Adam's moments of words that stop occurring decay into denormals, which x86 CPUs compute about 20 times slower:
+    a WikiText-2 run lost a quarter of its speed within 15 minutes. The flag is per thread and OpenMP's workers copy
+    it only when they are created, at torch's first parallel operation, so this must run before any."""
+    torch.set_flush_denormal(True)

@@ -129,11 +129,6 @@ class Trainer:
         self.config, self.run_dir, self.corpus, self.device, self.reporter = config, run_dir, corpus, device, reporter
         self.world = world
         train = config.train
-        if device.type == "cpu":
-            # Adam's moments of rarely seen words decay into denormal floats, which x86 CPUs compute about 20x
-            # slower: on WikiText-2 the step slowed by a quarter within 15 minutes. Flushing them to zero costs
-            # nothing in accuracy (they are below 1e-38).
-            torch.set_flush_denormal(True)
         torch.manual_seed(train.seed)
         self.model = LanguageModel(config.model, corpus.tokenizer.vocab_size).to(device)
         # The forward pass that trains: under DDP it averages the gradients over ranks during backward. The
