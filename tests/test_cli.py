@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -127,3 +129,20 @@ def test_byte_model_samples_stream_whole_characters(tmp_path):
                                   "--temperature", "0.5"])
     assert sampled.exit_code == 0 and "é" in sampled.stdout
     assert "\ufffd" not in sampled.stdout[:-4]  # only a character cut off by the token limit may stay unfinished
+
+
+# In a fresh process: the command's start must flush denormals in torch's worker threads too, which copy the flag
+# only when created. A 2-thread product of 4M entries gives each thread half; 1e-30 * 1e-10 is a denormal float32.
+DENORMALS_AFTER_COMMAND_START = """
+import torch
+from lstm_lm.cli import main
+main(debug=False, threads=2)
+x = torch.full((1 << 22,), 1e-30)
+print(int(((x * 1e-10) != 0).sum()))
+"""
+
+
+def test_commands_flush_denormals_in_every_thread():
+    result = subprocess.run([sys.executable, "-c", DENORMALS_AFTER_COMMAND_START], capture_output=True, text=True,
+                            cwd=REPO, timeout=120, check=True)
+    assert result.stdout.strip() == "0"
