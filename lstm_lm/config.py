@@ -81,9 +81,8 @@ class ModelConfig:
         high_open=True)
     dropout_hidden: Optional[float] = option(
         None, "Locked dropout between recurrent layers (AWD-LSTM: 0.3 on PTB in the paper, 0.25 in the authors' "
-        "PTB command; 0.2 on WikiText-2); above 0 runs the layers one by one. null: plain `dropout` there.", low=0,
-        high=1,
-        high_open=True)
+        "PTB command; 0.2 on WikiText-2); above 0 runs the layers one by one. null: plain `dropout` there.",
+        low=0, high=1, high_open=True)
     dropout_output: Optional[float] = option(
         None, "Locked dropout on the last layer's output (AWD-LSTM: 0.4). null: plain `dropout` there.",
         low=0, high=1, high_open=True)
