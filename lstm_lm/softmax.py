@@ -21,6 +21,11 @@ from torch import nn
 TAIL_ROW_BUCKET = 64
 
 
+def tail_width(in_features: int, div_value: float, cluster: int) -> int:
+    """Units of tail cluster `cluster`'s projection (0 is the first tail): in_features / div_value**(cluster + 1)."""
+    return max(1, int(in_features // div_value ** (cluster + 1)))
+
+
 class AdaptiveSoftmax(nn.Module):
     def __init__(self, in_features: int, vocab_size: int, cutoffs: list[int], div_value: float,
                  tied_embedding: nn.Embedding | None = None):
@@ -42,7 +47,7 @@ class AdaptiveSoftmax(nn.Module):
         self.tail_tied: list[bool] = []
         for i in range(self.clusters):
             size = self.bounds[i + 2] - self.bounds[i + 1]
-            dim = max(1, int(in_features // div_value ** (i + 1)))
+            dim = tail_width(in_features, div_value, i)
             self.projections.append(nn.Linear(in_features, dim, bias=False))
             tied = tied_embedding is not None and dim == in_features
             self.tail_tied.append(tied)

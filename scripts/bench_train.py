@@ -36,6 +36,7 @@ from lstm_lm.config import Config, load_config  # noqa: E402
 from lstm_lm.data import batchify, bptt_windows, load_corpus  # noqa: E402
 from lstm_lm.device import flush_denormals  # noqa: E402
 from lstm_lm.progress import Reporter  # noqa: E402
+from lstm_lm.softmax import tail_width  # noqa: E402
 from lstm_lm.train import Trainer  # noqa: E402
 
 REFERENCE_BATCH, REFERENCE_CLIP, REFERENCE_LR = 20, 0.25, 20.0  # the PyTorch word_language_model defaults
@@ -52,7 +53,7 @@ def decoder_multiply_adds(config: Config, vocab: int, train_ids: torch.Tensor) -
     total = m.hidden_size * (bounds[1] + len(m.adaptive_cutoffs))
     for i in range(len(m.adaptive_cutoffs)):
         share = ((train_ids >= bounds[i + 1]) & (train_ids < bounds[i + 2])).float().mean().item()
-        width = max(1, int(m.hidden_size // m.adaptive_div_value ** (i + 1)))
+        width = tail_width(m.hidden_size, m.adaptive_div_value, i)
         total += share * width * (m.hidden_size + bounds[i + 2] - bounds[i + 1])
     return total
 
