@@ -94,6 +94,10 @@ def identical_after_every_step(rank: int, port: int, config_file: str, run_dir: 
         barrier(world)  # both ranks done before the group goes: Gloo may abort a rank whose peer left first
     finally:
         leave_world(world)
+    # Every check passed. Leave without the interpreter's teardown, where Gloo's threads sometimes end the process
+    # with SIGABRT ("terminate called without an active exception"; 3 runs in 15, also before this test's subject
+    # changed), which mp.spawn reports as a failure.
+    os._exit(0)
 
 
 @pytest.mark.parametrize("options", [
