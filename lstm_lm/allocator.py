@@ -14,7 +14,7 @@ merge), then stays: the process keeps its peak heap size.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import sys
 
 # mallopt parameters from glibc's <malloc.h>.
 M_TRIM_THRESHOLD = -1
@@ -24,11 +24,10 @@ M_MMAP_MAX = -4
 def reuse_large_blocks() -> bool:
     """Serve every allocation from the heap (no mmap) and never give the heap's top back; True if applied.
     A no-op returning False where the C library is not glibc (macOS, Windows, musl)."""
-    library = ctypes.util.find_library("c")
-    if library is None:
+    if not sys.platform.startswith("linux"):
         return False
-    libc = ctypes.CDLL(library)
-    if not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
+    libc = ctypes.CDLL(None)  # the symbols already in this process, the C library's among them: nothing to search
+    if not hasattr(libc, "gnu_get_libc_version"):
         return False
     # mallopt returns 1 on success; the trim threshold is an int, so its largest value means "never".
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
