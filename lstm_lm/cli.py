@@ -50,11 +50,9 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks
          threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: "
                                                "torch's choice; 1 is often faster on a busy machine).")) -> None:
     settings["debug"] = debug
-    from .allocator import reuse_large_blocks
-    from .device import flush_denormals  # imports torch: here, not at the top, to keep --help quick
+    from .device import prepare_process  # imports torch: here, not at the top, to keep --help quick
 
-    flush_denormals()
-    reuse_large_blocks()
+    prepare_process()
     if threads is not None:
         import torch
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .allocator import reuse_large_blocks
 from .errors import UserError
 
 
@@ -27,3 +28,10 @@ def flush_denormals() -> None:
     a WikiText-2 run lost a quarter of its speed within 15 minutes. The flag is per thread and OpenMP's workers copy
     it only when they are created, at torch's first parallel operation, so this must run before any."""
     torch.set_flush_denormal(True)
+
+
+def prepare_process() -> None:
+    """What every command starts with, before torch starts its threads (the benchmark scripts too, to time what the
+    commands run): denormals flushed, large freed blocks kept for reuse (lstm_lm/allocator.py)."""
+    flush_denormals()
+    reuse_large_blocks()

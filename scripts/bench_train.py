@@ -32,10 +32,9 @@ from rich.console import Console
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lstm_lm.allocator import reuse_large_blocks  # noqa: E402
 from lstm_lm.config import Config, load_config  # noqa: E402
 from lstm_lm.data import batchify, bptt_windows, load_corpus  # noqa: E402
-from lstm_lm.device import flush_denormals  # noqa: E402
+from lstm_lm.device import prepare_process  # noqa: E402
 from lstm_lm.progress import Reporter  # noqa: E402
 from lstm_lm.softmax import tail_width  # noqa: E402
 from lstm_lm.train import Trainer  # noqa: E402
@@ -141,8 +140,7 @@ def main() -> None:
     parser.add_argument("--fast-batch", type=int, default=128, help="batch size of the fastest settings")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    flush_denormals()  # as every lstm-lm command does, before torch starts its threads
-    reuse_large_blocks()
+    prepare_process()  # as every lstm-lm command does
     if load_config(args.config).model.hidden_sizes:
         sys.exit(f"{args.config}: the reference loop is one nn.LSTM of model.hidden_size; set no hidden_sizes")
 

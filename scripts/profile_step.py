@@ -22,10 +22,9 @@ from rich.console import Console
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lstm_lm.allocator import reuse_large_blocks  # noqa: E402
 from lstm_lm.config import load_config  # noqa: E402
 from lstm_lm.data import bptt_windows, load_corpus  # noqa: E402
-from lstm_lm.device import flush_denormals  # noqa: E402
+from lstm_lm.device import prepare_process  # noqa: E402
 from lstm_lm.progress import Reporter  # noqa: E402
 from lstm_lm.train import Trainer  # noqa: E402
 
@@ -53,8 +52,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    flush_denormals()  # as every lstm-lm command does, before torch starts its threads
-    reuse_large_blocks()
+    prepare_process()  # as every lstm-lm command does
 
     cache = tempfile.mkdtemp()
     config = load_config(args.config, [f"train.precision={args.precision}", f"train.batch_size={args.batch}",
