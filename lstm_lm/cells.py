@@ -39,6 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
+from .regularization import plain_dropout
+
 State = tuple[torch.Tensor, ...]  # (h, c) or (h,), each (num_layers, B, H)
 
 LSTM_GATES = ("input", "forget", "candidate", "output")  # the blocks of nn.LSTM's weight rows, in order
@@ -115,7 +117,7 @@ class ExplicitLSTM(nn.Module):
         outputs, final_h, final_c = inputs, [], []
         for layer in range(self.num_layers):
             if layer > 0:
-                outputs = F.dropout(outputs, self.dropout, self.training)
+                outputs = plain_dropout(outputs, self.dropout, self.training)
             outputs, h, c = self.run_layer(layer, outputs, h0[layer], c0[layer], running)
             final_h.append(h)
             final_c.append(c)

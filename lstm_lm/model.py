@@ -16,7 +16,7 @@ from .config import ModelConfig
 from .data import IGNORE
 from .errors import ConfigError
 from .losses import token_nll
-from .regularization import LockedDropout, embedding_dropout
+from .regularization import LockedDropout, PlainDropout, embedding_dropout
 from .softmax import AdaptiveSoftmax
 from .stack import LayerStack
 
@@ -68,7 +68,7 @@ def recurrent_layers(config: ModelConfig) -> nn.Module:
 
 def dropout_module(locked_p: float | None, plain_p: float) -> nn.Module:
     """Locked dropout where its option is set, else plain dropout with `model.dropout`."""
-    return LockedDropout(locked_p) if locked_p is not None else nn.Dropout(plain_p)
+    return LockedDropout(locked_p) if locked_p is not None else PlainDropout(plain_p)
 
 
 class LanguageModel(nn.Module):

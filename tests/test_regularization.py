@@ -20,13 +20,26 @@ from lstm_lm.errors import ConfigError
 from lstm_lm.evaluate import evaluate_layout
 from lstm_lm.model import LanguageModel
 from lstm_lm.progress import read_metrics
-from lstm_lm.regularization import (LockedDropout, activation_penalty, embedding_dropout, is_recurrent_matrix,
-                                    weight_dropped)
+from lstm_lm.regularization import (LockedDropout, PlainDropout, activation_penalty, embedding_dropout,
+                                    is_recurrent_matrix, plain_dropout, weight_dropped)
 from lstm_lm.stack import LayerStack
 from lstm_lm.train import Reporter, Trainer
 from tests.conftest import quiet_console, tiny_config, train_quietly, write_synthetic_corpus
 
 CPU = torch.device("cpu")
+
+
+def test_plain_dropout_draws_a_new_mask_for_every_element():
+    torch.manual_seed(0)
+    x = torch.ones(40, 30, 50)
+    dropped = plain_dropout(x, 0.3, training=True)
+    assert dropped.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
+    assert (dropped == 0).float().mean().item() == pytest.approx(0.3, abs=0.01)
+    assert not torch.equal(dropped[0] == 0, dropped[1] == 0)  # not one mask for all time steps
+    bf16 = plain_dropout(x.to(torch.bfloat16), 0.3, training=True)
+    assert bf16.dtype == torch.bfloat16
+    assert torch.equal(plain_dropout(x, 1.0, training=True), torch.zeros_like(x))
+    assert plain_dropout(x, 0.3, training=False) is x
 
 
 def model_config(**fields) -> ModelConfig:
@@ -96,8 +109,8 @@ def test_model_wires_locked_dropout_where_set_and_plain_dropout_elsewhere():
     assert isinstance(locked.output_dropout, LockedDropout) and locked.output_dropout.p == 0.4
     assert isinstance(locked.rnn, nn.LSTM)  # neither hidden dropout, weight drop nor sizes: still one fused module
     plain = LanguageModel(model_config(dropout=0.1), 20)
-    assert type(plain.input_dropout) is nn.Dropout and plain.input_dropout.p == 0.1
-    assert type(plain.output_dropout) is nn.Dropout and plain.output_dropout.p == 0.1
+    assert type(plain.input_dropout) is PlainDropout and plain.input_dropout.p == 0.1
+    assert type(plain.output_dropout) is PlainDropout and plain.output_dropout.p == 0.1
     stacked = LanguageModel(model_config(dropout_hidden=0.25), 20)
     assert isinstance(stacked.rnn, LayerStack) and stacked.rnn.between.p == 0.25
     none_between = LanguageModel(model_config(dropout=0.5, dropout_hidden=0.0), 20)
@@ -166,7 +179,7 @@ def test_model_embed_drops_whole_rows_of_the_embedding_matrix():
     torch.manual_seed(1)
     p = 0.4
     model = LanguageModel(model_config(num_layers=1, dropout_embedding=p), 15).train()
-    assert type(model.input_dropout) is nn.Dropout and model.input_dropout.p == 0  # only embedding dropout acts
+    assert type(model.input_dropout) is PlainDropout and model.input_dropout.p == 0  # only embedding dropout acts
     tokens = torch.randint(15, (20, 6))
     out = model.embed(tokens)
     looked_up = model.embedding(tokens).detach()
