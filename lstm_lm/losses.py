@@ -1,17 +1,21 @@
-"""Cross-entropy over a large vocabulary without fp32 copies of the whole (N, V) logits.
+"""The decoder and its cross-entropy in one step, without fp32 copies of the whole (N, V) logits.
 
-`F.cross_entropy(logits.float(), targets)` on bf16 logits writes an fp32 copy of all N × V logits, a log-softmax
-of it, and in backward a zero-filled (N, V) gradient, another log-softmax pass and a cast back: memory-bound passes
-that took about 30% of a bf16 training step of the PTB medium model (scripts/profile_step.py). Here the fp32 work
-runs on row chunks small enough to stay in cache, and backward writes the gradient once, in the logits' dtype:
-d nll / d logits = softmax(logits) - onehot(target), formed in fp32 and rounded once.
+Through autocast, `F.cross_entropy(decoder(x).float(), targets)` writes an fp32 copy of all N × V logits, a
+log-softmax of it, and in backward a zero-filled (N, V) gradient, another softmax pass and a cast back:
+memory-bound passes over the largest tensor of the step. Here the fp32 work runs on row chunks small enough to
+stay in the CPU's cache, and in training the same pass that finds each row's log-normalizer also writes the
+gradient d nll / d logits = softmax(logits) − onehot(target), once, in the logits' dtype and into the logits' own
+storage. The backward then only multiplies: the incoming per-token gradients g scale the small (N, D) and
+(V,) results rather than the (N, V) gradient.
 """
 
 from __future__ import annotations
 
 import torch
 
-ROWS_PER_CHUNK = 256  # 256 rows × 10k words × 4 bytes = 10 MB of fp32 at a time
+from .products import linear_by_blocks, with_bias_column, with_ones_column
+
+CHUNK_ELEMENTS = 1 << 19  # fp32 logits worked on at a time: 2 MB, about one core's L2 cache
 
 
 def widened(tensor: torch.Tensor) -> torch.Tensor:
@@ -19,37 +23,56 @@ def widened(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
 
 
-class TokenNLL(torch.autograd.Function):
+class DecoderNLL(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """logits (N, V) of any float dtype, targets (N,) valid ids -> (N,) negative log-likelihoods in fp32 (fp64
-        for fp64 logits)."""
-        log_normalizers = torch.cat([torch.logsumexp(widened(chunk), dim=-1)
-                                     for chunk in logits.split(ROWS_PER_CHUNK)])  # (N,)
-        picked = widened(logits.gather(1, targets.unsqueeze(1)).squeeze(1))  # (N,)
-        ctx.save_for_backward(logits, targets, log_normalizers)
-        return log_normalizers - picked
+    def forward(ctx, features, weight, bias, targets, dtype):
+        """features (N, D), weight (V, D), bias (V,) or None, targets (N,) valid ids; the products in `dtype`
+        -> (N,) negative log-likelihoods in fp32 (fp64 for fp64 inputs)."""
+        with torch.autocast(features.device.type, enabled=False):  # the dtypes are chosen here
+            # The bias rides along as one more input column (lstm_lm/products.py): rows (x_n, 1), weight (W | b).
+            rows = features.to(dtype) if bias is None else with_ones_column(features.to(dtype))  # (N, D[+1])
+            w = with_bias_column(weight, bias, dtype)  # (V, D[+1])
+            logits = linear_by_blocks(rows, w)  # (N, V)
+            nll = torch.empty(len(rows), dtype=widened(logits[:0]).dtype, device=rows.device)
+            training = any(ctx.needs_input_grad[:3])
+            rows_per_chunk = max(1, CHUNK_ELEMENTS // logits.size(1))
+            for start in range(0, len(rows), rows_per_chunk):
+                chunk = slice(start, start + rows_per_chunk)
+                log_probs = torch.log_softmax(widened(logits[chunk]), dim=-1)
+                picked = targets[chunk].unsqueeze(1)
+                nll[chunk] = -log_probs.gather(1, picked).squeeze(1)
+                if training:
+                    probs = log_probs.exp_()
+                    # p − 1 at the target, in fp32: in bf16 it would cancel to nothing for a confident prediction
+                    probs.scatter_add_(1, picked, probs.new_full(picked.shape, -1.0))
+                    logits[chunk] = probs  # rounded once to the logits' dtype
+        if training:
+            ctx.save_for_backward(rows, w, logits)  # logits now hold d nll / d logits
+            ctx.has_bias = bias is not None
+            ctx.input_dtypes = features.dtype, weight.dtype
+        return nll
 
     @staticmethod
-    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
-        logits, targets, log_normalizers = ctx.saved_tensors
-        grad = torch.empty_like(logits)
-        in_place = widened(logits[:0]).dtype == logits.dtype  # fp32 logits: the chunk is worked on inside grad
-        for start in range(0, logits.size(0), ROWS_PER_CHUNK):
-            rows = slice(start, start + ROWS_PER_CHUNK)
-            if in_place:
-                chunk = torch.sub(logits[rows], log_normalizers[rows, None], out=grad[rows])
-            else:
-                chunk = widened(logits[rows]) - log_normalizers[rows, None]
-            chunk.exp_()  # the softmax of the chunk's rows
-            # p - 1 at the target, in fp32: in bf16 it would cancel to nothing for a confident prediction
-            chunk[torch.arange(chunk.size(0), device=logits.device), targets[rows]] -= 1
-            chunk.mul_(grad_output[rows, None])
-            if not in_place:
-                grad[rows] = chunk  # rounded once to the logits' dtype
-        return grad, None
+    def backward(ctx, grad_nll):
+        rows, w, d_logits = ctx.saved_tensors
+        features_dtype, weight_dtype = ctx.input_dtypes
+        size = w.size(1) - ctx.has_bias  # D
+        g = widened(grad_nll).unsqueeze(1)  # (N, 1)
+        d_features = ((d_logits @ w[:, :size]) * g).to(features_dtype)
+        # (D[+1], V): the weight's gradient transposed, with the bias's as its last row (the rows' ones column
+        # times g). A row-major left operand makes oneDNN's bf16 product about twice as fast as d_logitsᵀ @ rows;
+        # the cast into the weight's (V, D) layout follows.
+        scaled_rows_t = (rows * g).to(rows.dtype).t().contiguous()
+        d_weight_t = scaled_rows_t @ d_logits
+        d_weight = torch.empty(w.size(0), size, dtype=weight_dtype, device=w.device).copy_(d_weight_t[:size].t())
+        d_bias = d_weight_t[size].to(weight_dtype) if ctx.has_bias else None
+        return d_features, d_weight, d_bias, None, None
 
 
-def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(N, V) logits, (N,) target ids (all valid) -> (N,) fp32 negative log-likelihood of each target."""
-    return TokenNLL.apply(logits, targets)
+def decoder_nll(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                targets: torch.Tensor) -> torch.Tensor:
+    """The negative log-likelihood (N,) in fp32 of each target (N,) under softmax(features @ weight.T + bias):
+    features (N, D), weight (V, D), bias (V,). The products run in autocast's dtype where autocast is on."""
+    device = features.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else features.dtype
+    return DecoderNLL.apply(features, weight, bias, targets, dtype)

@@ -15,7 +15,7 @@ from .cells import CoupledLSTM, ExplicitLSTM, FusedGRU, FusedRNN, PeepholeLSTM, 
 from .config import ModelConfig
 from .data import IGNORE
 from .errors import ConfigError
-from .losses import token_nll
+from .losses import decoder_nll
 from .regularization import LockedDropout, PlainDropout, embedding_dropout
 from .softmax import AdaptiveSoftmax
 from .stack import LayerStack
@@ -163,7 +163,7 @@ class LanguageModel(nn.Module):
         """(N, D), (N,) -> (N,) log p(target), without the full distribution where the adaptive softmax can."""
         if self.adaptive is not None:
             return self.adaptive.target_log_probs(features, targets)
-        return -token_nll(self.decoder(features), targets)  # the (N, V) logits stay in autocast's dtype
+        return -decoder_nll(features, self.decoder.weight, self.decoder.bias, targets)
 
     def parameter_count(self) -> int:
         return sum(parameter.numel() for parameter in self.parameters())  # a tied matrix is counted once
