@@ -13,6 +13,7 @@ from torch import nn
 
 from .cells import CoupledLSTM, ExplicitLSTM, FusedGRU, FusedRNN, PeepholeLSTM, State, set_forget_bias
 from .config import ModelConfig
+from .cpu_lstm import FastLSTM
 from .data import IGNORE
 from .errors import ConfigError
 from .losses import decoder_nll
@@ -47,7 +48,7 @@ def fused_layers(cell: str, input_size: int, hidden_size: int, num_layers: int, 
     sizes = (input_size, hidden_size, num_layers)
     dropout = dropout if num_layers > 1 else 0.0  # applied between layers only
     if cell == "lstm":
-        return nn.LSTM(*sizes, dropout=dropout)  # fused; cuDNN on GPU
+        return FastLSTM(*sizes, dropout=dropout)  # nn.LSTM: cuDNN on GPU, its own loop for CPU bf16 training
     if cell == "gru":
         return FusedGRU(*sizes, dropout=dropout)
     if cell in ("rnn_tanh", "rnn_relu"):

@@ -1,0 +1,158 @@
+"""nn.LSTM with its own time loop and a written-out backward for training on the CPU under bf16 autocast.
+
+The fused CPU kernel (oneDNN's `mkldnn_rnn_layer`) runs every product of a batch-20 step through small matrices,
+and its backward took a third of a PTB-medium bf16 step (scripts/profile_step.py). Here only what must wait for
+the step before runs step by step: the product with h_{t-1} forward, and the product with the gates' gradient
+backward. Everything else is one large product over all T·B rows, where the AMX units do well: the input
+projection, and in the backward the input gradient and both weight gradients. The element-wise derivative
+factors are also computed for all steps at once, so the backward loop runs five small operations per step.
+
+Numbers: the matrix products run in bf16 with fp32 accumulation, the cell state c and the gradients carried
+from step to step (dh, dc) in fp32, as the fused kernels keep them.
+
+`FastLSTM` is an nn.LSTM (same parameters, names and state dict, so checkpoints move freely) that takes this
+path only where it pays: CPU, bf16 autocast, gradients wanted, unpacked inputs, and small batches. One 650-unit
+layer, forward and backward over 35 steps (oneDNN's time / this loop's): 1.12 at batch 10, 1.11 at 20, 0.91 at
+32, 0.84 at 64; with more rows the per-step element-wise operations, which oneDNN fuses, cost more than the
+products save. Everywhere else, evaluation, fp32, packed sequences and CUDA (cuDNN), nn.LSTM's own kernel runs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+from .products import linear_by_blocks, with_bias_column, with_ones_column
+from .regularization import plain_dropout
+
+
+def recurrent_product(weight: torch.Tensor, rows: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """(x (rows, K), add (rows, N)) -> add + x @ weight.T, for `weight` (N, K) used at every step of a window.
+
+    oneDNN re-lays the weight out for its bf16 matrix units at every plain product; laid out once per window, a
+    (2600, 650) product with 20 rows takes about 95 µs instead of 150 (the layout costs about 570 µs, once)."""
+    if weight.dtype != torch.bfloat16 or not torch.backends.mkldnn.is_available():
+        return lambda x, add: torch.addmm(add, x, weight.t())
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
+    return lambda x, add: torch.ops.mkldnn._linear_pointwise.binary(x, add, packed, None, "add")
+
+
+MAX_BATCH = 24  # the largest batch that takes the written loop (see above)
+
+
+def wide(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the cell state and of the gradients carried between steps: fp32, or fp64 for fp64 inputs."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+class LSTMLayerFunction(torch.autograd.Function):
+    """One LSTM layer over a window, gates in nn.LSTM's order (i, f, g, o).
+
+    x (T, B, I) and h0 (B, H) in the compute dtype, c0 (B, H), and the layer's fp32 parameters w_ih (4H, I),
+    w_hh (4H, H), b_ih and b_hh (4H,) -> outputs (T, B, H) in the compute dtype, h_T and c_T (B, H) in fp32
+    (fp64 for fp64 inputs). The weights are cast here rather than by autocast so that their gradients can be
+    written straight into fp32 in the parameters' layout (see backward)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        steps, batch, _ = x.shape
+        size = w_hh.size(1)
+        # (T·B, I + 1) rows (x_t, 1) against (W_ih | b_ih + b_hh): the bias rides along as an input column
+        # (lstm_lm/products.py), and the rows serve the weights' gradients again in the backward.
+        rows = with_ones_column(x.reshape(steps * batch, -1))
+        # (T, B, 4H): W_ih x_t + b for every step in one product. Each step adds W_hh h_{t-1} and overwrites its
+        # slice with the activated gates, which the backward needs.
+        gates = linear_by_blocks(rows, with_bias_column(w_ih, b_ih + b_hh, x.dtype)).view(steps, batch, 4 * size)
+        ctx.parameter_dtype = w_ih.dtype
+        w_ih, w_hh = w_ih.to(x.dtype), w_hh.to(x.dtype)
+        hs = x.new_empty(steps + 1, batch, size)  # h_0 .. h_T
+        cs = torch.empty(steps + 1, batch, size, dtype=wide(x.dtype), device=x.device)  # c_0 .. c_T
+        hs[0] = h0
+        cs[0] = c0
+        recurrent = recurrent_product(w_hh, batch)
+        for t in range(steps):
+            pre = recurrent(hs[t], gates[t])  # (B, 4H)
+            torch.sigmoid(pre[:, :2 * size], out=gates[t, :, :2 * size])  # i, f
+            torch.tanh(pre[:, 2 * size:3 * size], out=gates[t, :, 2 * size:3 * size])  # g
+            torch.sigmoid(pre[:, 3 * size:], out=gates[t, :, 3 * size:])  # o
+            i, f, g, o = gates[t].chunk(4, dim=1)
+            torch.mul(f, cs[t], out=cs[t + 1]).addcmul_(i, g)
+            torch.mul(o, cs[t + 1].tanh(), out=hs[t + 1])
+        ctx.save_for_backward(rows, w_ih, w_hh, gates, hs, cs)
+        return hs[1:], hs[steps].to(cs.dtype), cs[steps].clone()
+
+    @staticmethod
+    def backward(ctx, d_outputs, d_h_last, d_c_last):
+        rows, w_ih, w_hh, gates, hs, cs = ctx.saved_tensors
+        steps, batch, size = hs.size(0) - 1, hs.size(1), hs.size(2)
+        inputs = w_ih.size(1)
+        activated = gates.to(cs.dtype).view(steps, batch, 4, size)
+        i, f, g, o = activated.unbind(2)  # (T, B, H) each
+        tanh_c = cs[1:].tanh()
+        # For all steps at once: dc_t gains dh_t · o_t (1 − tanh² c_t); the gates' pre-activation gradients are
+        # dc_t (i, f, g) or dh_t (o) times the activations' derivatives times what each gate multiplies.
+        dh_to_dc = torch.addcmul(o, o, tanh_c.square(), value=-1)
+        factors = torch.addcmul(activated, activated, activated, value=-1)  # σ' = s (1 − s); g's slot next
+        torch.mul(g, g, out=factors[:, :, 2]).neg_().add_(1)  # tanh' = 1 − g²
+        for gate, multiplier in enumerate((g, cs[:-1], i, tanh_c)):
+            factors[:, :, gate].mul_(multiplier)
+
+        d_outputs = torch.zeros_like(tanh_c) if d_outputs is None else d_outputs.to(cs.dtype)
+        dh = d_outputs[-1] if d_h_last is None else d_outputs[-1] + d_h_last
+        dc = torch.zeros_like(tanh_c[0]) if d_c_last is None else d_c_last.to(cs.dtype, copy=True)
+        d_gates = torch.empty_like(gates)  # (T, B, 4H), pre-activation gradients in the compute dtype
+        for t in range(steps - 1, -1, -1):
+            dc.addcmul_(dh, dh_to_dc[t])
+            by_gate = d_gates[t].view(batch, 4, size)
+            torch.mul(dc.unsqueeze(1), factors[t, :, :3], out=by_gate[:, :3])  # i, f, g
+            torch.mul(dh, factors[t, :, 3], out=by_gate[:, 3])  # o
+            dc.mul_(f[t])
+            if t > 0 or ctx.needs_input_grad[1]:
+                dh = torch.mm(d_gates[t], w_hh)  # the gradient reaching h_{t-1}
+            if t > 0:
+                dh = d_outputs[t - 1] + dh
+
+        flat = d_gates.view(steps * batch, 4 * size)
+        dx = (flat @ w_ih).view(steps, batch, inputs) if ctx.needs_input_grad[0] else None
+        # Both weight gradients and the bias's in one product, computed transposed: the rows (x_t, 1, h_{t-1})ᵀ
+        # times the gates' gradients. oneDNN's bf16 product is about twice as fast this way round as flatᵀ @ rows,
+        # whose left operand is column-major; the casts into the fp32 parameters' layout follow.
+        d_weights_t = torch.cat([rows.t(), hs[:-1].reshape(steps * batch, size).t()]) @ flat  # (I + 1 + H, 4H)
+        in_layout = {"dtype": ctx.parameter_dtype, "device": flat.device}
+        d_w_ih = torch.empty(4 * size, inputs, **in_layout).copy_(d_weights_t[:inputs].t())
+        d_w_hh = torch.empty(4 * size, size, **in_layout).copy_(d_weights_t[inputs + 1:].t())
+        d_bias = d_weights_t[inputs].to(ctx.parameter_dtype)
+        return dx, dh.to(hs.dtype), dc, d_w_ih, d_w_hh, d_bias, d_bias.clone()
+
+
+class FastLSTM(nn.LSTM):
+    """nn.LSTM (time-major, with biases, one direction) whose CPU bf16 training runs LSTMLayerFunction layer by
+    layer, with nn.LSTM's dropout between layers (plain_dropout: one mask per element)."""
+
+    def forward(self, inputs: torch.Tensor | PackedSequence, state: tuple[torch.Tensor, torch.Tensor] | None = None):
+        if not self.uses_written_loop(inputs):
+            return super().forward(inputs, state)
+        dtype = torch.get_autocast_dtype("cpu")
+        if state is None:
+            zeros = inputs.new_zeros(self.num_layers, inputs.size(1), self.hidden_size, dtype=torch.float32)
+            state = (zeros, zeros)
+        x, last_h, last_c = inputs.to(dtype), [], []
+        with torch.autocast("cpu", enabled=False):  # the function casts what it needs itself
+            for layer in range(self.num_layers):
+                if layer > 0:
+                    x = plain_dropout(x, self.dropout, self.training)
+                weights = [getattr(self, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih",
+                                                                           "bias_hh")]
+                x, h, c = LSTMLayerFunction.apply(x, state[0][layer].to(dtype), state[1][layer].float(), *weights)
+                last_h.append(h)
+                last_c.append(c)
+        return x, (torch.stack(last_h), torch.stack(last_c))
+
+    def uses_written_loop(self, inputs: torch.Tensor | PackedSequence) -> bool:
+        return (not isinstance(inputs, PackedSequence) and inputs.device.type == "cpu" and torch.is_grad_enabled()
+                and inputs.size(1) <= MAX_BATCH
+                and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+                and not self.batch_first and not self.bidirectional and self.bias and self.proj_size == 0)
