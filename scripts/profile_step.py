@@ -2,6 +2,8 @@
 
 Profiles lstm-lm's own Trainer.train_step with torch.profiler and sums each operator's self time into those
 groups, forward and backward together; "Python and other" is the step's wall time that no operator accounts for.
+An operator belongs to the group of its outermost enclosing event that names one, so the matrix products inside
+the recurrent layers' own forward and backward (lstm_lm/cpu_lstm.py) count as recurrent, not as decoder.
 
 Run: python scripts/profile_step.py [--config configs/ptb-medium.yaml] [--precision fp32|bf16] [--batch 20]
 """
@@ -31,18 +33,27 @@ from lstm_lm.train import Trainer  # noqa: E402
 # Operator-name fragments -> group, first match wins (names are lower-cased).
 GROUPS = (
     ("embedding", ("embedding",)),
-    ("recurrent layers", ("rnn", "lstm", "gru")),
+    ("recurrent layers", ("rnn", "lstm", "gru", "linear_pointwise", "reorder_linear")),
     ("decoder and softmax", ("addmm", "linear", "mm", "softmax", "nll", "cross_entropy", "logsumexp")),
     ("optimizer and clipping", ("foreach", "_fused", "norm", "sgd", "adam")),
 )
 
 
-def group_of(name: str) -> str:
+def group_of_name(name: str) -> str | None:
     lowered = name.lower()
     for group, fragments in GROUPS:
         if any(fragment in lowered for fragment in fragments):
             return group
-    return "other operators"
+    return None
+
+
+def group_of(event) -> str:
+    """The group of the outermost event, from `event` up through its parents, whose name names one."""
+    group = None
+    while event is not None:
+        group = group_of_name(event.name) or group
+        event = event.cpu_parent
+    return group or "other operators"
 
 
 def main() -> None:
@@ -70,11 +81,9 @@ def main() -> None:
                 trainer.train_step(*next(windows)[1:])
             wall = (time.perf_counter() - start) / args.steps
     per_group: dict[str, float] = defaultdict(float)
-    per_op = []
-    for event in profile.key_averages():
-        seconds = event.self_cpu_time_total / 1e6 / args.steps
-        per_group[group_of(event.key)] += seconds
-        per_op.append((seconds, event.key))
+    for event in profile.events():
+        per_group[group_of(event)] += event.self_cpu_time_total / 1e6 / args.steps
+    per_op = [(event.self_cpu_time_total / 1e6 / args.steps, event.key) for event in profile.key_averages()]
     accounted = sum(per_group.values())
     per_group["Python and other"] = max(0.0, wall - accounted)
     tokens = config.train.batch_size * config.train.bptt
