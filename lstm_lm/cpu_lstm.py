@@ -5,16 +5,16 @@ and its backward took a third of a PTB-medium bf16 step (scripts/profile_step.py
 the step before runs step by step: the product with h_{t-1} forward, and the product with the gates' gradient
 backward. Everything else is one large product over all T·B rows, where the AMX units do well: the input
 projection, and in the backward the input gradient and both weight gradients. The element-wise derivative
-factors are also computed for all steps at once, so the backward loop runs five small operations per step.
+factors are also computed for all steps at once, so the backward loop runs six small operations per step.
 
 Numbers: the matrix products run in bf16 with fp32 accumulation, the cell state c and the gradients carried
 from step to step (dh, dc) in fp32, as the fused kernels keep them.
 
 `FastLSTM` is an nn.LSTM (same parameters, names and state dict, so checkpoints move freely) that takes this
 path only where it pays: CPU, bf16 autocast, gradients wanted, unpacked inputs, and small batches. One 650-unit
-layer, forward and backward over 35 steps (oneDNN's time / this loop's): 1.12 at batch 10, 1.11 at 20, 0.91 at
-32, 0.84 at 64; with more rows the per-step element-wise operations, which oneDNN fuses, cost more than the
-products save. Everywhere else, evaluation, fp32, packed sequences and CUDA (cuDNN), nn.LSTM's own kernel runs.
+layer, forward and backward over 35 steps (oneDNN's time / this loop's): 1.16 at batch 10, 1.25 at 20, 0.83 at
+32, 0.89 at 64, 0.75 at 128; with more rows the per-step element-wise operations, which oneDNN fuses, cost more
+than the products save. Everywhere else, evaluation, fp32, packed sequences and CUDA (cuDNN), nn.LSTM's own kernel runs.
 """
 
 from __future__ import annotations
@@ -60,38 +60,51 @@ class LSTMLayerFunction(torch.autograd.Function):
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
         steps, batch, _ = x.shape
         size = w_hh.size(1)
+        state_dtype = wide(x.dtype)
         # (T·B, I + 1) rows (x_t, 1) against (W_ih | b_ih + b_hh): the bias rides along as an input column
-        # (lstm_lm/products.py), and the rows serve the weights' gradients again in the backward.
+        # (lstm_lm/products.py), and both serve the backward again.
         rows = with_ones_column(x.reshape(steps * batch, -1))
-        # (T, B, 4H): W_ih x_t + b for every step in one product. Each step adds W_hh h_{t-1} and overwrites its
-        # slice with the activated gates, which the backward needs.
-        gates = linear_by_blocks(rows, with_bias_column(w_ih, b_ih + b_hh, x.dtype)).view(steps, batch, 4 * size)
+        w_ih_b = with_bias_column(w_ih, b_ih + b_hh, x.dtype)  # (4H, I + 1)
+        from_input = linear_by_blocks(rows, w_ih_b)  # (T·B, 4H): every step's input share in one product
         ctx.parameter_dtype = w_ih.dtype
-        w_ih, w_hh = w_ih.to(x.dtype), w_hh.to(x.dtype)
+        w_hh = w_hh.to(x.dtype)
+        recurrent = recurrent_product(w_hh, batch)
+        # σ(a) = (1 + tanh(a / 2)) / 2, so one tanh activates all four gates: in fp32 a (20, 2600) tanh takes
+        # about 10 µs, where sigmoid, and tanh in bf16, took 15-18 µs per gate group. `halve` scales the i, f
+        # and o columns of the pre-activations by 1/2 (and widens them to fp32); halve and shift turn their
+        # tanh into σ.
+        halve = torch.ones(4, size, dtype=state_dtype, device=x.device)
+        halve[[0, 1, 3]] = 0.5
+        halve = halve.view(-1)
+        shift = 1 - halve
+
+        gates = torch.empty(steps, batch, 4 * size, dtype=state_dtype, device=x.device)  # activated
         hs = x.new_empty(steps + 1, batch, size)  # h_0 .. h_T
-        cs = torch.empty(steps + 1, batch, size, dtype=wide(x.dtype), device=x.device)  # c_0 .. c_T
+        cs = torch.empty(steps + 1, batch, size, dtype=state_dtype, device=x.device)  # c_0 .. c_T
+        tanh_cs = torch.empty(steps, batch, size, dtype=state_dtype, device=x.device)  # tanh c_1 .. tanh c_T
         hs[0] = h0
         cs[0] = c0
-        recurrent = recurrent_product(w_hh, batch)
+        # Per-step views made once: indexing inside the loop cost about 1 ms per layer and window.
+        i, f, g, o = (part.unbind(0) for part in gates.chunk(4, dim=2))
+        gate_steps, input_steps = gates.unbind(0), from_input.view(steps, batch, -1).unbind(0)
+        h_steps, c_steps, tanh_c_steps = hs.unbind(0), cs.unbind(0), tanh_cs.unbind(0)
         for t in range(steps):
-            pre = recurrent(hs[t], gates[t])  # (B, 4H)
-            torch.sigmoid(pre[:, :2 * size], out=gates[t, :, :2 * size])  # i, f
-            torch.tanh(pre[:, 2 * size:3 * size], out=gates[t, :, 2 * size:3 * size])  # g
-            torch.sigmoid(pre[:, 3 * size:], out=gates[t, :, 3 * size:])  # o
-            i, f, g, o = gates[t].chunk(4, dim=1)
-            torch.mul(f, cs[t], out=cs[t + 1]).addcmul_(i, g)
-            torch.mul(o, cs[t + 1].tanh(), out=hs[t + 1])
-        ctx.save_for_backward(rows, w_ih, w_hh, gates, hs, cs)
-        return hs[1:], hs[steps].to(cs.dtype), cs[steps].clone()
+            # (widening first: bf16 times fp32 in one step took 53 µs, the copy and an fp32 product 8)
+            activated = gate_steps[t].copy_(recurrent(h_steps[t], input_steps[t])).mul_(halve).tanh_()
+            torch.addcmul(shift, activated, halve, out=activated)
+            torch.mul(f[t], c_steps[t], out=c_steps[t + 1]).addcmul_(i[t], g[t])
+            torch.mul(o[t], torch.tanh(c_steps[t + 1], out=tanh_c_steps[t]), out=h_steps[t + 1])
+        ctx.save_for_backward(rows, w_ih_b, w_hh, gates, hs, cs, tanh_cs)
+        return hs[1:], hs[steps].to(state_dtype), cs[steps].clone()
 
     @staticmethod
     def backward(ctx, d_outputs, d_h_last, d_c_last):
-        rows, w_ih, w_hh, gates, hs, cs = ctx.saved_tensors
+        rows, w_ih_b, w_hh, gates, hs, cs, tanh_c = ctx.saved_tensors
         steps, batch, size = hs.size(0) - 1, hs.size(1), hs.size(2)
-        inputs = w_ih.size(1)
-        activated = gates.to(cs.dtype).view(steps, batch, 4, size)
+        inputs = rows.size(1) - 1
+        w_ih = w_ih_b[:, :inputs]
+        activated = gates.view(steps, batch, 4, size)
         i, f, g, o = activated.unbind(2)  # (T, B, H) each
-        tanh_c = cs[1:].tanh()
         # For all steps at once: dc_t gains dh_t · o_t (1 − tanh² c_t); the gates' pre-activation gradients are
         # dc_t (i, f, g) or dh_t (o) times the activations' derivatives times what each gate multiplies.
         dh_to_dc = torch.addcmul(o, o, tanh_c.square(), value=-1)
@@ -103,15 +116,18 @@ class LSTMLayerFunction(torch.autograd.Function):
         d_outputs = torch.zeros_like(tanh_c) if d_outputs is None else d_outputs.to(cs.dtype)
         dh = d_outputs[-1] if d_h_last is None else d_outputs[-1] + d_h_last
         dc = torch.zeros_like(tanh_c[0]) if d_c_last is None else d_c_last.to(cs.dtype, copy=True)
-        d_gates = torch.empty_like(gates)  # (T, B, 4H), pre-activation gradients in the compute dtype
+        d_gates = hs.new_empty(steps, batch, 4, size)  # pre-activation gradients in the compute dtype
+        cell_factors, output_factors = factors[:, :, :3].unbind(0), factors[:, :, 3].unbind(0)
+        cell_grads, output_grads = d_gates[:, :, :3].unbind(0), d_gates[:, :, 3].unbind(0)
+        grad_steps, dh_to_dc, f, d_outputs = d_gates.view(steps, batch, -1).unbind(0), dh_to_dc.unbind(0), \
+            f.unbind(0), d_outputs.unbind(0)
         for t in range(steps - 1, -1, -1):
             dc.addcmul_(dh, dh_to_dc[t])
-            by_gate = d_gates[t].view(batch, 4, size)
-            torch.mul(dc.unsqueeze(1), factors[t, :, :3], out=by_gate[:, :3])  # i, f, g
-            torch.mul(dh, factors[t, :, 3], out=by_gate[:, 3])  # o
+            torch.mul(dc.unsqueeze(1), cell_factors[t], out=cell_grads[t])  # i, f, g
+            torch.mul(dh, output_factors[t], out=output_grads[t])  # o
             dc.mul_(f[t])
             if t > 0 or ctx.needs_input_grad[1]:
-                dh = torch.mm(d_gates[t], w_hh)  # the gradient reaching h_{t-1}
+                dh = torch.mm(grad_steps[t], w_hh)  # the gradient reaching h_{t-1}
             if t > 0:
                 dh = d_outputs[t - 1] + dh
 
