@@ -58,16 +58,24 @@ def test_existing_run_is_not_overwritten_without_force(tmp_path, synthetic_corpu
     assert train_quietly(config, tmp_path / "run", force=True)["steps"] == 3
 
 
-def test_clipping_bounds_the_global_norm(tmp_path, synthetic_corpus):
-    config = tiny_config(synthetic_corpus, tmp_path / "cache", "train.clip=0.01", "train.optimizer=sgd")
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_clipping_bounds_the_global_norm(tmp_path, synthetic_corpus, optimizer):
+    config = tiny_config(synthetic_corpus, tmp_path / "cache", "train.clip=0.01", f"train.optimizer={optimizer}",
+                         "train.weight_decay=0")
     corpus = load_corpus(config.data, config.tokenizer)
     (tmp_path / "run").mkdir()
     trainer = Trainer(config, tmp_path / "run", corpus, torch.device("cpu"), Reporter(tmp_path / "m", quiet_console()))
     inputs, targets = trainer.train_data[:10], trainer.train_data[1:11]
+    before = [p.detach().clone() for p in trainer.parameters]
     _, pre_clip_norm = trainer.train_step(inputs, targets)
-    after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in trainer.parameters]))
     assert pre_clip_norm > 0.1  # the logged norm is the one before clipping
-    assert after == pytest.approx(0.01, rel=1e-4)
+    if optimizer == "sgd":  # plain SGD takes the clipped gradient as a shorter step: lr * 0.01 long in all
+        moves = [(p.detach() - b).norm() for p, b in zip(trainer.parameters, before)]
+        step = torch.linalg.vector_norm(torch.stack(moves))
+        assert step / trainer.state.lr == pytest.approx(0.01, rel=1e-3)
+    else:  # the gradients themselves are scaled
+        after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in trainer.parameters]))
+        assert after == pytest.approx(0.01, rel=1e-4)
 
 
 def test_resumed_run_ends_with_identical_weights(tmp_path, synthetic_corpus):
