@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .losses import decoder_nll
+
 # The number of targets falling in a tail changes every step. Padding the rows sent to a tail up to a multiple of
 # this keeps the set of matrix shapes small: on CPU, oneDNN compiles a kernel per new shape (tens of milliseconds
 # under bf16) and caches it, so with exact counts a run keeps compiling.
@@ -82,19 +84,23 @@ class AdaptiveSoftmax(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def target_log_probs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """(N, D), (N,) -> (N,): log p(target), computing each tail only for the rows whose target is in it."""
-        head = self.head_log_probs(hidden)
-        in_shortlist = targets < self.shortlist
-        result = head.gather(1, targets.clamp(max=self.shortlist - 1).unsqueeze(1)).squeeze(1)
-        result = torch.where(in_shortlist, result, torch.zeros_like(result))
+        """(N, D), (N,) -> (N,): log p(target), computing each tail only for the rows whose target is in it.
+        Head and tails each run as one decoder_nll step (lstm_lm/losses.py): the head's target is the token
+        itself or its cluster's row."""
+        head_targets = targets.clone()
+        for i in range(self.clusters):
+            head_targets[targets >= self.bounds[i + 1]] = self.shortlist + i
+        head_weight = torch.cat([self.head_rows(), self.cluster_logits.weight])  # (shortlist + clusters, D)
+        head_bias = torch.cat([self.head_bias, self.cluster_logits.bias])
+        result = -decoder_nll(hidden, head_weight, head_bias, head_targets)
         for i in range(self.clusters):
             low, high = self.bounds[i + 1], self.bounds[i + 2]
             rows = ((targets >= low) & (targets < high)).nonzero().squeeze(1)
             if rows.numel() == 0:
                 continue
             count = rows.numel()
-            padding = rows[:1].expand(-count % TAIL_ROW_BUCKET)  # repeats of the first row, dropped after
-            tail = self.tail_log_probs(hidden[torch.cat([rows, padding])], i)[:count]
-            within = tail.gather(1, (targets[rows] - low).unsqueeze(1)).squeeze(1)
-            result = result.index_put((rows,), head[rows, self.shortlist + i] + within)
+            padded = torch.cat([rows, rows[:1].expand(-count % TAIL_ROW_BUCKET)])  # repeats of the first row
+            within = -decoder_nll(self.projections[i](hidden[padded]), self.tail_rows(i), self.tail_biases[i],
+                                  targets[padded] - low)[:count]  # the repeats dropped: no gradient from them
+            result = result.index_put((rows,), result[rows] + within)
         return result

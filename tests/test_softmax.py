@@ -40,6 +40,25 @@ def test_padded_tail_rows_change_neither_values_nor_gradients():
         assert torch.allclose(padded, exact, atol=1e-5)
 
 
+def test_adaptive_target_log_probs_in_bf16_stay_close_to_fp32():
+    torch.manual_seed(1)
+    embedding = torch.nn.Embedding(50, 16)
+    softmax = AdaptiveSoftmax(16, 50, [10, 30], 2.0, tied_embedding=embedding)
+    hidden = torch.randn(40, 16, requires_grad=True)
+    targets = torch.randint(50, (40,))
+    results = []
+    for enabled in (False, True):
+        hidden.grad = None
+        softmax.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+            log_probs = softmax.target_log_probs(hidden, targets)
+        log_probs.sum().backward()
+        assert log_probs.dtype == torch.float32
+        results.append([log_probs.detach(), hidden.grad.clone(), *(p.grad.clone() for p in softmax.parameters())])
+    for exact, bf16 in zip(*results):
+        assert torch.allclose(bf16, exact, atol=0.03 * exact.abs().max().item())
+
+
 def test_adaptive_tying_shares_the_embedding_rows():
     embedding = torch.nn.Embedding(50, 16)
     tied = AdaptiveSoftmax(16, 50, [10, 30], 1.0, tied_embedding=embedding)
