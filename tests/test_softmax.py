@@ -22,13 +22,16 @@ def test_adaptive_log_probs_are_a_distribution_and_match_targets(div_value):
                           atol=1e-5)
 
 
+def tied_softmax_and_inputs(seed: int) -> tuple[AdaptiveSoftmax, torch.Tensor, torch.Tensor]:
+    """A tied adaptive softmax over 50 words (cut-offs 10 and 30, div_value 2), 40 hidden rows and targets."""
+    torch.manual_seed(seed)
+    softmax = AdaptiveSoftmax(16, 50, [10, 30], 2.0, tied_embedding=torch.nn.Embedding(50, 16))
+    return softmax, torch.randn(40, 16, requires_grad=True), torch.randint(50, (40,))
+
+
 def test_padded_tail_rows_change_neither_values_nor_gradients():
     # 40 targets put 1-39 rows in each tail, never a multiple of the padding bucket: the repeated rows must drop out.
-    torch.manual_seed(0)
-    embedding = torch.nn.Embedding(50, 16)
-    softmax = AdaptiveSoftmax(16, 50, [10, 30], 2.0, tied_embedding=embedding)
-    hidden = torch.randn(40, 16, requires_grad=True)
-    targets = torch.randint(50, (40,))
+    softmax, hidden, targets = tied_softmax_and_inputs(seed=0)
     assert 0 < (targets >= 10).sum() < 40
     softmax.target_log_probs(hidden, targets).sum().backward()
     padded_grads = [hidden.grad.clone()] + [p.grad.clone() for p in softmax.parameters()]
@@ -41,11 +44,7 @@ def test_padded_tail_rows_change_neither_values_nor_gradients():
 
 
 def test_adaptive_target_log_probs_in_bf16_stay_close_to_fp32():
-    torch.manual_seed(1)
-    embedding = torch.nn.Embedding(50, 16)
-    softmax = AdaptiveSoftmax(16, 50, [10, 30], 2.0, tied_embedding=embedding)
-    hidden = torch.randn(40, 16, requires_grad=True)
-    targets = torch.randint(50, (40,))
+    softmax, hidden, targets = tied_softmax_and_inputs(seed=1)
     results = []
     for enabled in (False, True):
         hidden.grad = None
