@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from .products import linear_by_blocks, with_bias_column, with_ones_column
+from .products import linear_by_blocks, matmul_by_row_blocks, with_bias_column, with_ones_column
 from .regularization import plain_dropout
 
 
@@ -132,7 +132,7 @@ class LSTMLayerFunction(torch.autograd.Function):
                 dh = d_outputs[t - 1] + dh
 
         flat = d_gates.view(steps * batch, 4 * size)
-        dx = (flat @ w_ih).view(steps, batch, inputs) if ctx.needs_input_grad[0] else None
+        dx = matmul_by_row_blocks(flat, w_ih).view(steps, batch, inputs) if ctx.needs_input_grad[0] else None
         # Both weight gradients and the bias's in one product, computed transposed: the rows (x_t, 1, h_{t-1})ᵀ
         # times the gates' gradients. oneDNN's bf16 product is about twice as fast this way round as flatᵀ @ rows,
         # whose left operand is column-major; the casts into the fp32 parameters' layout follow.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .products import linear_by_blocks, with_bias_column, with_ones_column
+from .products import linear_by_blocks, matmul_by_row_blocks, with_bias_column, with_ones_column
 
 # fp32 logits worked on at a time: on the CPU 2 MB, about one core's L2 cache; on a GPU far more, where every
 # chunk costs a handful of kernel launches and caches do not decide.
@@ -60,7 +60,7 @@ class DecoderNLL(torch.autograd.Function):
         features_dtype, weight_dtype = ctx.input_dtypes
         size = w.size(1) - ctx.has_bias  # D
         g = widened(grad_nll).unsqueeze(1)  # (N, 1)
-        d_features = ((d_logits @ w[:, :size]) * g).to(features_dtype)
+        d_features = (matmul_by_row_blocks(d_logits, w[:, :size]) * g).to(features_dtype)
         # (D[+1], V): the weight's gradient transposed, with the bias's as its last row (the rows' ones column
         # times g). A row-major left operand makes oneDNN's bf16 product about twice as fast as d_logitsᵀ @ rows;
         # the cast into the weight's (V, D) layout follows.

@@ -1,4 +1,5 @@
-"""x @ Wᵀ + b for a wide weight W (V, D), shaped for oneDNN's bf16 kernels on the CPU.
+"""Matrix products shaped for oneDNN's bf16 kernels on the CPU: x @ Wᵀ + b for a wide weight W (V, D), and
+products whose row count falls where oneDNN's choice of kernel is slow.
 
 Measured here (2 cores with AMX, bf16, D = 650; N rows):
 - the product against the whole transposed weight runs at about 1 TFLOP/s; cut into blocks of 2,048 output columns
@@ -6,7 +7,11 @@ Measured here (2 cores with AMX, bf16, D = 650; N rows):
 - adding the bias to the (N, V) result afterwards is a broadcast pass that took as long as the product itself
   (21 ms at N = 4,480), and `addmm` with the bias is no better. Carried as one more input column of ones against
   a bias column in the weight, it costs nothing.
-On CUDA cuBLAS needs none of this, and a plain addmm runs there.
+- a product (M, K) @ (K, 650) with a long K (2,600 or 10,000: the gradients reaching the inputs of the LSTM's
+  input projection and of the decoder) ran 2 to 3 times slower per row for M between about 450 and 1,200 rows
+  than for 350 or 1,700 rows: K = 10,000, M = 700: 8.8 ms, in blocks of 384 rows 5.5; M = 1,120: 13.8 and 8.6;
+  M = 1,680: 10.7 whole, 13.1 in blocks. K = 2,600, M = 700: 2.5 and 1.5 ms.
+On CUDA cuBLAS needs none of this, and plain products run there.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import torch
 
 COLUMNS_PER_BLOCK = 2048
+ROWS_PER_BLOCK = 384
+ROW_BLOCKS_BELOW = 1536  # from 1,536 rows on the whole product is faster again
 
 
 def with_bias_column(weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
@@ -39,4 +46,16 @@ def linear_by_blocks(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     for start in range(0, weight.size(0), COLUMNS_PER_BLOCK):
         block = slice(start, start + COLUMNS_PER_BLOCK)
         torch.mm(x, weight[block].t(), out=out[:, block])
+    return out
+
+
+def matmul_by_row_blocks(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(M, K) @ (K, N) -> (M, N), on the CPU in blocks of 384 rows where M lies in oneDNN's slow range (see the
+    module's notes)."""
+    rows = a.size(0)
+    if a.device.type != "cpu" or not ROWS_PER_BLOCK < rows < ROW_BLOCKS_BELOW:
+        return a @ b
+    out = a.new_empty(rows, b.size(1))
+    for start in range(0, rows, ROWS_PER_BLOCK):
+        torch.mm(a[start: start + ROWS_PER_BLOCK], b, out=out[start: start + ROWS_PER_BLOCK])
     return out

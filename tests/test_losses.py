@@ -76,3 +76,11 @@ def test_linear_by_blocks_with_the_bias_as_a_column(monkeypatch):
     actual = products.linear_by_blocks(products.with_ones_column(x),
                                        products.with_bias_column(weight, bias, torch.float32))
     assert torch.allclose(actual, F.linear(x, weight, bias), atol=1e-6)
+
+
+def test_matmul_by_row_blocks_equals_the_whole_product(monkeypatch):
+    monkeypatch.setattr(products, "ROWS_PER_BLOCK", 4)  # 10 rows: blocks of 4, 4 and 2
+    monkeypatch.setattr(products, "ROW_BLOCKS_BELOW", 100)
+    torch.manual_seed(4)
+    a, b = torch.randn(10, 6), torch.randn(6, 3)
+    assert torch.allclose(products.matmul_by_row_blocks(a, b), a @ b, atol=1e-6)
