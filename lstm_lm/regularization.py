@@ -10,6 +10,9 @@ Every dropout rescales what it keeps by 1 / (1 - p), so evaluation uses the weig
 
 from __future__ import annotations
 
+import math
+import sys
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,10 +20,19 @@ from torch.nn.utils.rnn import PackedSequence
 
 
 def keep_mask(shape: tuple[int, ...] | torch.Size, p: float, device: torch.device) -> torch.Tensor:
-    """A float32 mask holding 1/(1-p) with probability 1-p, else 0. Drawn as uniform >= p, which on the CPU costs
-    about a third of bernoulli_ (what F.dropout draws with): for a 650-unit layer's (2600, 650) weight drop, 8 ms
-    against 18 ms forward and backward. Kept in float32 so the scale is exact (bf16 would round 1/0.75 by 0.2%)."""
-    return (torch.rand(shape, device=device) >= p).float().mul_(1.0 / (1.0 - p))
+    """A bool mask, True with probability 1 - p (to within 1/65,536). Drawn as 16-bit integers, three from each
+    64-bit number of the generator (whose top bit is always 0): on the CPU 0.5 ms for 455k elements, against 1.7 ms
+    for `rand >= p` and 4.9 for the bernoulli_ that F.dropout draws with."""
+    count = math.prod(shape)
+    draws = torch.empty(-(-count // 3), dtype=torch.int64, device=device).random_()
+    random_bits = slice(0, 3) if sys.byteorder == "little" else slice(1, 4)  # the 16-bit parts below the top one
+    chunks = draws.view(torch.int16).view(-1, 4)[:, random_bits]
+    return (chunks >= -32768 + round(p * 65536)).view(-1)[:count].view(shape)
+
+
+def masked(x: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
+    """x with the elements `keep` drops zeroed and the rest scaled by 1/(1-p), in x's dtype (bf16 rounds once)."""
+    return x * keep * (1.0 / (1.0 - p))
 
 
 def plain_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -31,8 +43,8 @@ def plain_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if x.is_cuda:
         return F.dropout(x, p, training=True)
     if p == 1:
-        return torch.zeros_like(x)  # as F.dropout gives; keep_mask would divide by zero
-    return (x * keep_mask(x.shape, p, x.device)).to(x.dtype)
+        return torch.zeros_like(x)  # as F.dropout gives; the scale would divide by zero
+    return masked(x, keep_mask(x.shape, p, x.device), p)
 
 
 class PlainDropout(nn.Module):
@@ -60,8 +72,7 @@ class LockedDropout(nn.Module):
     def forward(self, x: torch.Tensor | PackedSequence) -> torch.Tensor | PackedSequence:
         if not self.training or self.p == 0:
             return x  # packed sequences only come here in evaluation (agreement scoring)
-        mask = keep_mask((1, x.size(1), x.size(2)), self.p, x.device)
-        return (x * mask).to(x.dtype)  # bf16 activations (under autocast) stay bf16
+        return masked(x, keep_mask((1, x.size(1), x.size(2)), self.p, x.device), self.p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -75,7 +86,7 @@ def embedding_dropout(embedded: torch.Tensor, tokens: torch.Tensor, vocab_size: 
     if not training or p == 0:
         return embedded
     row_mask = keep_mask((vocab_size,), p, embedded.device)  # (V,)
-    return (embedded * row_mask[tokens].unsqueeze(-1)).to(embedded.dtype)
+    return masked(embedded, row_mask[tokens].unsqueeze(-1), p)
 
 
 def is_recurrent_matrix(name: str) -> bool:
@@ -90,7 +101,7 @@ def weight_dropped(layer: nn.Module, p: float, contiguous: bool) -> dict[str, to
     With `contiguous`, every weight is a view into one fresh buffer in the layer's parameter order, the layout
     cuDNN's fused kernel reads without copying or warning; the classic implementation replaced the parameter
     itself and broke that layout. On the CPU the separate tensors cost nothing, so the copy is left out there."""
-    weights = {name: (weight * keep_mask(weight.shape, p, weight.device)).to(weight.dtype)
+    weights = {name: masked(weight, keep_mask(weight.shape, p, weight.device), p)
                if is_recurrent_matrix(name) else weight
                for name, weight in layer.named_parameters()}
     if not contiguous:

@@ -21,12 +21,24 @@ from lstm_lm.evaluate import evaluate_layout
 from lstm_lm.model import LanguageModel
 from lstm_lm.progress import read_metrics
 from lstm_lm.regularization import (LockedDropout, PlainDropout, activation_penalty, embedding_dropout,
-                                    is_recurrent_matrix, plain_dropout, weight_dropped)
+                                    is_recurrent_matrix, keep_mask, plain_dropout, weight_dropped)
 from lstm_lm.stack import LayerStack
 from lstm_lm.train import Reporter, Trainer
 from tests.conftest import quiet_console, tiny_config, train_quietly, write_synthetic_corpus
 
 CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.65])
+def test_keep_mask_keeps_each_element_with_probability_one_minus_p(p):
+    torch.manual_seed(0)
+    keep = keep_mask((1000, 999), p, CPU)  # not a multiple of the three parts drawn per 64-bit number
+    assert keep.dtype == torch.bool and keep.shape == (1000, 999)
+    # each of the three 16-bit parts of a draw (position mod 3) is uniform: none is the draw's constant top part
+    for part in range(3):
+        assert keep.view(-1)[part::3].float().mean().item() == pytest.approx(1 - p, abs=0.003)
+    torch.manual_seed(0)
+    assert torch.equal(keep_mask((1000, 999), p, CPU), keep)  # the generator's seed decides
 
 
 def test_plain_dropout_draws_a_new_mask_for_every_element():
