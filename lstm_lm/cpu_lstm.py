@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from .products import linear_by_blocks, matmul_by_row_blocks, with_bias_column, with_ones_column
+from .products import (linear_by_blocks, matmul_by_row_blocks, weight_gradients, with_bias_column,
+                       with_ones_column)
 from .regularization import plain_dropout
 
 
@@ -133,14 +134,11 @@ class LSTMLayerFunction(torch.autograd.Function):
 
         flat = d_gates.view(steps * batch, 4 * size)
         dx = matmul_by_row_blocks(flat, w_ih).view(steps, batch, inputs) if ctx.needs_input_grad[0] else None
-        # Both weight gradients and the bias's in one product, computed transposed: the rows (x_t, 1, h_{t-1})ᵀ
-        # times the gates' gradients. oneDNN's bf16 product is about twice as fast this way round as flatᵀ @ rows,
-        # whose left operand is column-major; the casts into the fp32 parameters' layout follow.
-        d_weights_t = torch.cat([rows.t(), hs[:-1].reshape(steps * batch, size).t()]) @ flat  # (I + 1 + H, 4H)
-        in_layout = {"dtype": ctx.parameter_dtype, "device": flat.device}
-        d_w_ih = torch.empty(4 * size, inputs, **in_layout).copy_(d_weights_t[:inputs].t())
-        d_w_hh = torch.empty(4 * size, size, **in_layout).copy_(d_weights_t[inputs + 1:].t())
-        d_bias = d_weights_t[inputs].to(ctx.parameter_dtype)
+        # Both weights' gradients and the bias's in one product: the gates' gradients times the rows
+        # (x_t, 1, h_{t-1}), written into the parameters' layout and dtype (lstm_lm/products.py).
+        d_w_ih, d_bias, d_w_hh = weight_gradients(flat, [rows, hs[:-1].reshape(steps * batch, size)],
+                                                  [inputs, 1, size], ctx.parameter_dtype)
+        d_bias = d_bias.view(-1)
         return dx, dh.to(hs.dtype), dc, d_w_ih, d_w_hh, d_bias, d_bias.clone()
 
 

@@ -1,5 +1,5 @@
-"""Matrix products shaped for oneDNN's bf16 kernels on the CPU: x @ Wᵀ + b for a wide weight W (V, D), and
-products whose row count falls where oneDNN's choice of kernel is slow.
+"""Matrix products shaped for oneDNN's bf16 kernels on the CPU: x @ Wᵀ + b for a wide weight W (V, D), the
+weights' gradients gradᵀ @ rows, and products whose row count falls where oneDNN's choice of kernel is slow.
 
 Measured here (2 cores with AMX, bf16, D = 650; N rows):
 - the product against the whole transposed weight runs at about 1 TFLOP/s; cut into blocks of 2,048 output columns
@@ -11,7 +11,11 @@ Measured here (2 cores with AMX, bf16, D = 650; N rows):
   input projection and of the decoder) ran 2 to 3 times slower per row for M between about 450 and 1,200 rows
   than for 350 or 1,700 rows: K = 10,000, M = 700: 8.8 ms, in blocks of 384 rows 5.5; M = 1,120: 13.8 and 8.6;
   M = 1,680: 10.7 whole, 13.1 in blocks. K = 2,600, M = 700: 2.5 and 1.5 ms.
-On CUDA cuBLAS needs none of this, and plain products run there.
+- a weight's gradient gradᵀ @ rows has a column-major left operand, which oneDNN's bf16 product runs about half as
+  fast as a row-major one: 700 rows, (2,600 x 1,300) gradients: 4.2 ms, against 1.7 for rowsᵀ @ grad with rowsᵀ
+  made contiguous (a cheap copy of the thin rows), whose (K, V) result is then cast into the (V, K) layout.
+fp32 products go to MKL on the CPU, which needs none of this (the decoder step ran 10-15% slower with it), and
+CUDA's cuBLAS neither: plain products run there.
 """
 
 from __future__ import annotations
@@ -38,9 +42,13 @@ def with_ones_column(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, x.new_ones(x.size(0), 1)], dim=1)
 
 
+def shaped_for_onednn(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype == torch.bfloat16
+
+
 def linear_by_blocks(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """(N, K) @ (V, K)ᵀ -> (N, V), on the CPU in blocks of output columns (see the module's notes)."""
-    if x.device.type != "cpu":
+    """(N, K) @ (V, K)ᵀ -> (N, V), in bf16 on the CPU in blocks of output columns (see the module's notes)."""
+    if not shaped_for_onednn(x):
         return x @ weight.t()
     out = x.new_empty(x.size(0), weight.size(0))
     for start in range(0, weight.size(0), COLUMNS_PER_BLOCK):
@@ -50,12 +58,25 @@ def linear_by_blocks(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def matmul_by_row_blocks(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(M, K) @ (K, N) -> (M, N), on the CPU in blocks of 384 rows where M lies in oneDNN's slow range (see the
-    module's notes)."""
+    """(M, K) @ (K, N) -> (M, N), in bf16 on the CPU in blocks of 384 rows where M lies in oneDNN's slow range
+    (see the module's notes)."""
     rows = a.size(0)
-    if a.device.type != "cpu" or not ROWS_PER_BLOCK < rows < ROW_BLOCKS_BELOW:
+    if not shaped_for_onednn(a) or not ROWS_PER_BLOCK < rows < ROW_BLOCKS_BELOW:
         return a @ b
     out = a.new_empty(rows, b.size(1))
     for start in range(0, rows, ROWS_PER_BLOCK):
         torch.mm(a[start: start + ROWS_PER_BLOCK], b, out=out[start: start + ROWS_PER_BLOCK])
     return out
+
+
+def weight_gradients(grad: torch.Tensor, row_blocks: list[torch.Tensor], widths: list[int],
+                     dtype: torch.dtype) -> list[torch.Tensor]:
+    """gradᵀ @ rows for grad (N, V) and rows the (N, K) side-by-side concatenation of `row_blocks`, cut along K
+    into `widths`: one contiguous (V, width) gradient in `dtype` per weight (or bias, width 1) that multiplied
+    those columns of the rows. In bf16 on the CPU computed transposed (see the module's notes)."""
+    if shaped_for_onednn(grad):
+        product_t = torch.cat([block.t() for block in row_blocks]) @ grad  # (K, V)
+        return [torch.empty(grad.size(1), piece.size(0), dtype=dtype, device=grad.device).copy_(piece.t())
+                for piece in product_t.split(widths)]
+    rows = torch.cat(row_blocks, dim=1) if len(row_blocks) > 1 else row_blocks[0]
+    return [(grad.t() @ part).to(dtype) for part in rows.split(widths, dim=1)]
