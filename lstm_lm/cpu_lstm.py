@@ -11,10 +11,16 @@ Numbers: the matrix products run in bf16 with fp32 accumulation, the cell state 
 from step to step (dh, dc) in fp32, as the fused kernels keep them.
 
 `FastLSTM` is an nn.LSTM (same parameters, names and state dict, so checkpoints move freely) that takes this
-path only where it pays: CPU, bf16 autocast, gradients wanted, unpacked inputs, and small batches. One 650-unit
-layer, forward and backward over 35 steps (oneDNN's time / this loop's): 1.16 at batch 10, 1.25 at 20, 0.83 at
-32, 0.89 at 64, 0.75 at 128; with more rows the per-step element-wise operations, which oneDNN fuses, cost more
-than the products save. Everywhere else, evaluation, fp32, packed sequences and CUDA (cuDNN), nn.LSTM's own kernel runs.
+path only where it pays: CPU, bf16 autocast, gradients wanted, unpacked inputs, and the shapes where it measured
+faster. One layer, forward and backward over 35 steps, oneDNN's time / this loop's:
+
+    hidden 650:  1.16 at batch 10, 1.25 at 20, about 1.0 at 32, 0.95 at 48, 0.87 at 64, 0.75 at 128
+    hidden 1150: 1.57 at batch 20, 1.34 at 32, 1.20 at 64
+    hidden 200:  0.54 at batch 20;  hidden 400: 0.99;  hidden 512: 0.78 (0.98 at batch 10)
+
+With more rows the per-step element-wise operations, which oneDNN fuses, cost more than the products save, and
+for small layers the loop's per-step Python costs more than the whole fused step. Everywhere else, evaluation,
+fp32, packed sequences and CUDA (cuDNN), nn.LSTM's own kernel runs.
 """
 
 from __future__ import annotations
@@ -41,7 +47,9 @@ def recurrent_product(weight: torch.Tensor, rows: int) -> Callable[[torch.Tensor
     return lambda x, add: torch.ops.mkldnn._linear_pointwise.binary(x, add, packed, None, "add")
 
 
-MAX_BATCH = 24  # the largest batch that takes the written loop (see above)
+# The written loop runs for layers of at least MIN_HIDDEN units at batches up to MAX_BATCH (see above).
+MIN_HIDDEN = 600
+MAX_BATCH = 24
 
 
 def wide(dtype: torch.dtype) -> torch.dtype:
@@ -167,6 +175,6 @@ class FastLSTM(nn.LSTM):
 
     def uses_written_loop(self, inputs: torch.Tensor | PackedSequence) -> bool:
         return (not isinstance(inputs, PackedSequence) and inputs.device.type == "cpu" and torch.is_grad_enabled()
-                and inputs.size(1) <= MAX_BATCH
+                and inputs.size(1) <= MAX_BATCH and self.hidden_size >= MIN_HIDDEN
                 and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
                 and not self.batch_first and not self.bidirectional and self.bias and self.proj_size == 0)

@@ -7,6 +7,12 @@ from lstm_lm import cpu_lstm
 from lstm_lm.cpu_lstm import FastLSTM, LSTMLayerFunction
 
 
+@pytest.fixture(autouse=True)
+def small_layers_take_the_written_loop(monkeypatch):
+    """The tests' 8-unit layers would run oneDNN's kernel (cpu_lstm.MIN_HIDDEN); here they take the loop."""
+    monkeypatch.setattr(cpu_lstm, "MIN_HIDDEN", 1)
+
+
 def outputs_and_gradients(rnn: nn.Module, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
                           precision: torch.dtype | None) -> list[torch.Tensor]:
     """Outputs, final state and the gradients of inputs, initial state and every parameter, from a loss that
@@ -85,6 +91,8 @@ def test_nn_lstm_runs_where_the_written_loop_does_not_pay(monkeypatch):
             fast(x)  # evaluation
         fast(torch.randn(5, cpu_lstm.MAX_BATCH + 1, 6))  # a large batch: oneDNN's fused kernel is faster
         fast(pack_padded_sequence(x, [5, 4, 2]))
+        monkeypatch.setattr(cpu_lstm, "MIN_HIDDEN", 9)
+        fast(x)  # a layer narrower than MIN_HIDDEN
     assert calls == []
 
 
