@@ -128,8 +128,8 @@ class LSTMLayerFunction(torch.autograd.Function):
         d_gates = hs.new_empty(steps, batch, 4, size)  # pre-activation gradients in the compute dtype
         cell_factors, output_factors = factors[:, :, :3].unbind(0), factors[:, :, 3].unbind(0)
         cell_grads, output_grads = d_gates[:, :, :3].unbind(0), d_gates[:, :, 3].unbind(0)
-        grad_steps, dh_to_dc, f, d_outputs = d_gates.view(steps, batch, -1).unbind(0), dh_to_dc.unbind(0), \
-            f.unbind(0), d_outputs.unbind(0)
+        grad_steps = d_gates.view(steps, batch, -1).unbind(0)
+        dh_to_dc, f, d_outputs = dh_to_dc.unbind(0), f.unbind(0), d_outputs.unbind(0)
         for t in range(steps - 1, -1, -1):
             dc.addcmul_(dh, dh_to_dc[t])
             torch.mul(dc.unsqueeze(1), cell_factors[t], out=cell_grads[t])  # i, f, g
@@ -147,7 +147,8 @@ class LSTMLayerFunction(torch.autograd.Function):
         d_w_ih, d_bias, d_w_hh = weight_gradients(flat, [rows, hs[:-1].reshape(steps * batch, size)],
                                                   [inputs, 1, size], ctx.parameter_dtype)
         d_bias = d_bias.view(-1)
-        return dx, dh.to(hs.dtype), dc, d_w_ih, d_w_hh, d_bias, d_bias.clone()
+        d_h0 = dh.to(hs.dtype) if ctx.needs_input_grad[1] else None
+        return dx, d_h0, dc, d_w_ih, d_w_hh, d_bias, d_bias.clone()
 
 
 class FastLSTM(nn.LSTM):
