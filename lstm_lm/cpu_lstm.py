@@ -25,6 +25,7 @@ fp32, packed sequences and CUDA (cuDNN), nn.LSTM's own kernel runs.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -36,12 +37,19 @@ from .products import (linear_by_blocks, matmul_by_row_blocks, weight_gradients,
 from .regularization import plain_dropout
 
 
+@functools.cache
+def onednn_runs_bf16() -> bool:
+    """Whether oneDNN's bf16 kernels, and the operator that lays a weight out for them, run on this CPU (they need
+    AVX-512 or AMX; elsewhere they raise, and plain products run instead)."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def recurrent_product(weight: torch.Tensor, rows: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """(x (rows, K), add (rows, N)) -> add + x @ weight.T, for `weight` (N, K) used at every step of a window.
 
     oneDNN re-lays the weight out for its bf16 matrix units at every plain product; laid out once per window, a
     (2600, 650) product with 20 rows takes about 95 µs instead of 150 (the layout costs about 570 µs, once)."""
-    if weight.dtype != torch.bfloat16 or not torch.backends.mkldnn.is_available():
+    if weight.dtype != torch.bfloat16 or not onednn_runs_bf16():
         return lambda x, add: torch.addmm(add, x, weight.t())
     packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
     return lambda x, add: torch.ops.mkldnn._linear_pointwise.binary(x, add, packed, None, "add")
