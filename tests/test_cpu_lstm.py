@@ -1,10 +1,12 @@
 import pytest
 import torch
 from torch import nn
+from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from lstm_lm import cpu_lstm
 from lstm_lm.cpu_lstm import FastLSTM, LSTMLayerFunction
+from lstm_lm.regularization import weight_dropped
 
 
 @pytest.fixture(autouse=True)
@@ -65,16 +67,22 @@ def test_layer_function_gradcheck_in_float64():
     assert torch.autograd.gradcheck(LSTMLayerFunction.apply, (x, h0, c0, *weights))
 
 
-def test_bf16_training_takes_the_written_loop_and_matches_fp32(monkeypatch):
-    calls = []
+@pytest.fixture
+def loop_calls(monkeypatch) -> list[int]:
+    """One entry per LSTMLayerFunction call (a layer run by the written loop) from here on."""
+    calls: list[int] = []
     original = LSTMLayerFunction.apply
     monkeypatch.setattr(LSTMLayerFunction, "apply", lambda *args: calls.append(1) or original(*args))
+    return calls
+
+
+def test_bf16_training_takes_the_written_loop_and_matches_fp32(loop_calls):
     reference, fast = lstm_pair(layers=2)
     torch.manual_seed(3)
     x, state = torch.randn(9, 4, 6), (torch.randn(2, 4, 8), torch.randn(2, 4, 8))
     expected = outputs_and_gradients(reference, x, state, None)
     actual = outputs_and_gradients(fast, x, state, torch.bfloat16)
-    assert len(calls) == 2  # one per layer
+    assert len(loop_calls) == 2  # one per layer
     for a, e in zip(actual, expected):
         assert a.dtype == torch.float32
         assert torch.allclose(a, e, atol=0.03 * e.abs().max().item() + 1e-3)
@@ -118,3 +126,18 @@ def test_written_loop_state_carries_across_windows(batch):
         second, _ = fast(x[6:], state)
     assert torch.allclose(torch.cat([first, second]).float(), whole.float(), atol=2e-2)
     assert torch.allclose(whole.float(), reference(x)[0], atol=3e-2)
+
+
+def test_written_loop_under_weight_drop_reaches_only_the_kept_weights(loop_calls):
+    # LayerStack's weight drop hands the layer masked weights through functional_call; the loop must read those.
+    _, fast = lstm_pair(layers=1)
+    torch.manual_seed(5)
+    weights = weight_dropped(fast, 0.5, contiguous=False)
+    dropped = weights["weight_hh_l0"].detach() == 0
+    assert dropped.any() and not dropped.all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = functional_call(fast, weights, (torch.randn(6, 3, 6),))
+    out.float().sum().backward()
+    assert loop_calls == [1]
+    assert torch.all(fast.weight_hh_l0.grad[dropped] == 0)
+    assert fast.weight_hh_l0.grad[~dropped].abs().sum() > 0
