@@ -43,6 +43,7 @@ def with_ones_column(x: torch.Tensor) -> torch.Tensor:
 
 
 def shaped_for_onednn(x: torch.Tensor) -> bool:
+    """Whether the shapes below apply: bf16 on the CPU, the case they were measured for."""
     return x.device.type == "cpu" and x.dtype == torch.bfloat16
 
 
