@@ -38,7 +38,7 @@ class DecoderNLL(torch.autograd.Function):
             logits = linear_by_blocks(rows, w)  # (N, V)
             nll = torch.empty(len(rows), dtype=widened(logits[:0]).dtype, device=rows.device)
             training = any(ctx.needs_input_grad[:3])
-            rows_per_chunk = max(1, CHUNK_ELEMENTS.get(logits.device.type, 1 << 19) // logits.size(1))
+            rows_per_chunk = max(1, CHUNK_ELEMENTS.get(logits.device.type, CHUNK_ELEMENTS["cpu"]) // logits.size(1))
             for start in range(0, len(rows), rows_per_chunk):
                 chunk = slice(start, start + rows_per_chunk)
                 log_probs = torch.log_softmax(widened(logits[chunk]), dim=-1)

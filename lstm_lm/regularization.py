@@ -47,18 +47,11 @@ def plain_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return masked(x, keep_mask(x.shape, p, x.device), p)
 
 
-class PlainDropout(nn.Module):
-    """nn.Dropout through plain_dropout."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
+class PlainDropout(nn.Dropout):
+    """nn.Dropout whose masks come from plain_dropout."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return plain_dropout(x, self.p, self.training)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 class LockedDropout(nn.Module):
