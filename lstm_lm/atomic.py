@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from .errors import UserError
@@ -17,7 +17,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        handle, temporary = create_temporary(path)
     except OSError as error:
         raise cannot_write(path, error) from None
     try:
@@ -32,6 +32,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             raise cannot_write(path, error) from None
         raise
     sync_directory(path.parent)
+
+
+def create_temporary(path: Path) -> tuple[int, Path]:
+    """A new file beside `path`, open for writing, with the mode the umask gives any file a program writes
+    (mkstemp's would be 0600: on a shared server the group could not read a colleague's runs)."""
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+    return os.open(temporary, flags, 0o666), temporary
 
 
 def cannot_write(path: Path, error: OSError) -> UserError:
