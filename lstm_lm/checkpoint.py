@@ -30,6 +30,7 @@ from . import __version__
 from .atomic import atomic_write_bytes, atomic_write_text
 from .config import Config, config_from_dict, config_to_yaml
 from .errors import UserError
+from .memory import allocate_model
 from .model import LanguageModel
 from .tokenizers import Tokenizer, tokenizer_from_dict, tokenizer_to_json
 
@@ -207,9 +208,9 @@ def load_run(directory: str | Path, device: torch.device, weights: str = WEIGHTS
     info = read_run_info(directory)
     config = read_config(directory)
     tokenizer = read_tokenizer(directory)
-    model = LanguageModel(config.model, tokenizer.vocab_size)
+    model = allocate_model(config.model, tokenizer.vocab_size, device)
     path = directory / weights
     state = load_tensors(path)
     load_model_weights(model, state["model"] if weights == CHECKPOINT else state, path)
-    model.to(device).eval()
+    model.eval()
     return LoadedRun(directory, config, tokenizer, model, info)

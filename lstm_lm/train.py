@@ -30,6 +30,7 @@ from .distributed import (World, any_rank, barrier, gather, join_world, leave_wo
                           sum_over_ranks)
 from .errors import UserError
 from .evaluate import Evaluation, evaluate_layout
+from .memory import allocate_model
 from .model import Hidden, LanguageModel, detach_hidden
 from .precision import autocast, precision_name, resolve_precision
 from .progress import Reporter, format_duration, read_metrics
@@ -131,7 +132,7 @@ class Trainer:
         self.world = world
         train = config.train
         torch.manual_seed(train.seed)
-        self.model = LanguageModel(config.model, corpus.tokenizer.vocab_size).to(device)
+        self.model = allocate_model(config.model, corpus.tokenizer.vocab_size, device, train.optimizer)
         # The forward pass that trains: under DDP it averages the gradients over ranks during backward. The
         # adaptive softmax leaves a tail cluster without gradient when no target falls in it.
         self.network = self.model if not world.distributed else torch.nn.parallel.DistributedDataParallel(
