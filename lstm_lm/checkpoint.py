@@ -8,9 +8,10 @@
       checkpoint-STEP.pt   older checkpoints, with train.keep_checkpoints > 1; resume falls back to them
       run.json         what the run is: format version, status, sizes, best and final numbers
       metrics.jsonl    one JSON record per line: progress, validation, test
+      train.lock       locked by the trainer training the directory; says its process id and host (run_lock.py)
 
 Tensors are saved with `torch.save` and read back only with `torch.load(weights_only=True)`, which refuses any
-pickle that would run code. Every file is written atomically.
+pickle that would run code. Every file is written atomically but train.lock, which holds no results.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -35,6 +35,7 @@ from .model import Hidden, LanguageModel, detach_hidden
 from .precision import autocast, precision_name, resolve_precision
 from .progress import Reporter, format_duration, read_metrics
 from .regularization import activation_penalty
+from .run_lock import run_lock
 from .schedule import cosine_lr, next_epoch_lr
 
 
@@ -559,44 +560,46 @@ def train(config: Config, run_dir: Path, *, resume: bool = False, force: bool = 
 
 def train_in_world(config: Config, run_dir: Path, world: World, device: torch.device, *, resume: bool, force: bool,
                    console: Console) -> dict[str, Any]:
-    """train() in this process's rank: only rank 0 prints and writes the run directory."""
-    if world.main:
-        prepare_run_directory(run_dir, resume, force)
-    else:
-        console = Console(file=io.StringIO())
-    barrier(world)  # the run directory is ready (and, with --force, cleared) before any rank reads it
-    corpus = load_corpus(config.data, config.tokenizer, log=console.print)
-    if world.main:
-        write_run_files(run_dir, config, corpus.tokenizer)
-    metrics = run_dir / METRICS if world.main else Path(os.devnull)
-    trainer = Trainer(config, run_dir, corpus, device, Reporter(metrics, console), world)
-    if resume:
-        trainer.resume()
-        console.print(f"resuming {run_dir} at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
-    else:
-        trainer.save_checkpoint()  # from the first step on, a killed run can resume and bad steps can restore
-    console.print(describe_model(trainer.model, corpus.tokenizer.vocab_size))
-    processes = f"; {world.size} processes, each on its own 1/{world.size} of the text" if world.distributed else ""
-    console.print(f"data: {corpus.train.numel():,} / {corpus.valid.numel():,} / {corpus.test.numel():,} "
-                  f"train / valid / test tokens; {trainer.windows:,} windows of {config.train.bptt}×"
-                  f"{config.train.batch_size} per epoch; device {device}, precision {precision_name(trainer.dtype)}"
-                  + processes)
-    info = {"status": "running", "device": str(device), "precision": precision_name(trainer.dtype),
-            "parameters": trainer.model.parameter_count(),
-            "vocab_size": corpus.tokenizer.vocab_size, "tokenizer": corpus.tokenizer.kind,
-            "tokens": {"train": corpus.train.numel(), "valid": corpus.valid.numel(), "test": corpus.test.numel()},
-            "processes": world.size}
-    if world.main:
-        write_run_info(run_dir, info)
-    trainer.reporter.start(trainer.total_steps, done=trainer.state.step)
-    # From here a signal lets the step finish and the checkpoint be written; a second one raises
-    # KeyboardInterrupt wherever the run is, which atomic writes survive.
-    with trainer.stop.installed():
-        try:
-            reason = trainer.run()
-        finally:
-            trainer.reporter.close()
-        return finish(trainer, run_dir, info, reason, console)
+    """train() in this process's rank: only rank 0 prints, writes the run directory and holds its lock."""
+    # Taken before --force clears anything, held until the last file is written (lstm_lm/run_lock.py).
+    with run_lock(run_dir) if world.main else nullcontext():
+        if world.main:
+            prepare_run_directory(run_dir, resume, force)
+        else:
+            console = Console(file=io.StringIO())
+        barrier(world)  # the run directory is ready (and, with --force, cleared) before any rank reads it
+        corpus = load_corpus(config.data, config.tokenizer, log=console.print)
+        if world.main:
+            write_run_files(run_dir, config, corpus.tokenizer)
+        metrics = run_dir / METRICS if world.main else Path(os.devnull)
+        trainer = Trainer(config, run_dir, corpus, device, Reporter(metrics, console), world)
+        if resume:
+            trainer.resume()
+            console.print(f"resuming {run_dir} at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
+        else:
+            trainer.save_checkpoint()  # from the first step on, a killed run can resume and bad steps can restore
+        console.print(describe_model(trainer.model, corpus.tokenizer.vocab_size))
+        processes = f"; {world.size} processes, each on its own 1/{world.size} of the text" if world.distributed else ""
+        console.print(f"data: {corpus.train.numel():,} / {corpus.valid.numel():,} / {corpus.test.numel():,} "
+                      f"train / valid / test tokens; {trainer.windows:,} windows of {config.train.bptt}×"
+                      f"{config.train.batch_size} per epoch; device {device}, precision {precision_name(trainer.dtype)}"
+                      + processes)
+        info = {"status": "running", "device": str(device), "precision": precision_name(trainer.dtype),
+                "parameters": trainer.model.parameter_count(),
+                "vocab_size": corpus.tokenizer.vocab_size, "tokenizer": corpus.tokenizer.kind,
+                "tokens": {"train": corpus.train.numel(), "valid": corpus.valid.numel(), "test": corpus.test.numel()},
+                "processes": world.size}
+        if world.main:
+            write_run_info(run_dir, info)
+        trainer.reporter.start(trainer.total_steps, done=trainer.state.step)
+        # From here a signal lets the step finish and the checkpoint be written; a second one raises
+        # KeyboardInterrupt wherever the run is, which atomic writes survive.
+        with trainer.stop.installed():
+            try:
+                reason = trainer.run()
+            finally:
+                trainer.reporter.close()
+            return finish(trainer, run_dir, info, reason, console)
 
 
 def finish(trainer: Trainer, run_dir: Path, info: dict[str, Any], reason: str, console: Console) -> dict[str, Any]:
