@@ -177,8 +177,9 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto picks CUDA when present.")
     precision: Literal["fp32", "bf16", "fp16", "auto"] = option(
         "fp32", "Autocast precision for training and evaluation; weights and optimizer state stay fp32. bf16 "
-        "works on CPU and CUDA, fp16 (with loss scaling) on CUDA only; auto picks bf16 where the hardware has "
-        "fast bf16 units (CPU AMX or AVX512-BF16, recent GPUs), else fp16 on CUDA, else fp32.")
+        "needs bf16 units (CPUs with AMX or AVX512-BF16, GPUs from Ampere on) and is refused elsewhere; fp16 "
+        "(with loss scaling) needs CUDA. auto picks bf16 where it runs, fp16 on GPUs with tensor cores but no bf16 "
+        "(V100, T4), else fp32.")
 
 
 SECTIONS: dict[str, type] = {

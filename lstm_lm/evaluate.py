@@ -5,15 +5,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from .checkpoint import load_run
 from .data import IGNORE, evaluation_layout, read_splits, read_text
-from .errors import UserError
+from .errors import UserError, print_warning
 from .model import LanguageModel
-from .precision import autocast, resolve_precision
+from .precision import autocast, resolve_precision, run_precision
 
 
 @dataclass
@@ -61,10 +61,14 @@ def evaluate_ids(model: LanguageModel, ids: torch.Tensor, boundary_id: int | Non
 
 
 def evaluate_run(run_dir: Path, split: str, file: Path | None, device: torch.device,
-                 batch_size: int | None = None, precision: str | None = None) -> dict[str, Any]:
+                 batch_size: int | None = None, precision: str | None = None,
+                 warn: Callable[[str], None] = print_warning) -> dict[str, Any]:
     """The numbers `lstm-lm evaluate` prints: tokens, loss, perplexity (and bits per character), computed in
-    `precision` (fp32, bf16, fp16, auto; by default the precision the run was trained in)."""
+    `precision` (fp32, bf16, fp16, auto; by default the precision the run was trained in, or fp32 where this
+    machine cannot run that, said in a line to `warn`)."""
+    asked = None if precision is None else resolve_precision(precision, device, "--precision")  # before any work
     run = load_run(run_dir, device)
+    dtype = asked if precision is not None else run_precision(run.config.train.precision, device, warn)
     if file is not None:
         text, name = read_text(file, run.config.data.encoding), str(file)
     else:
@@ -75,6 +79,5 @@ def evaluate_run(run_dir: Path, split: str, file: Path | None, device: torch.dev
     if ids.numel() == 0:
         raise UserError(f"{name}: no tokens to evaluate")
     result = evaluate_ids(run.model, ids, run.tokenizer.boundary_id,
-                          batch_size or run.config.train.eval_batch_size, run.config.train.bptt, device,
-                          resolve_precision(precision or run.config.train.precision, device))
+                          batch_size or run.config.train.eval_batch_size, run.config.train.bptt, device, dtype)
     return {"split": name, **result.numbers(with_bpc=run.tokenizer.kind == "char")}

@@ -548,7 +548,9 @@ def describe_model(model: LanguageModel, vocab_size: int) -> str:
 def train(config: Config, run_dir: Path, *, resume: bool = False, force: bool = False,
           console: Console | None = None) -> dict[str, Any]:
     """Train (or resume) a run in `run_dir`; returns the run summary also written to run.json."""
-    world, device = join_world(resolve_device(config.train.device))
+    device = resolve_device(config.train.device)
+    resolve_precision(config.train.precision, device)  # a precision this machine lacks: refused before any work
+    world, device = join_world(device)
     try:
         info = train_in_world(config, run_dir, world, device, resume=resume, force=force,
                               console=console or Console())

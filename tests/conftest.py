@@ -11,6 +11,7 @@ import torch
 from rich.console import Console
 
 from lstm_lm.config import Config, load_config
+from lstm_lm.precision import cpu_bf16_problem
 from lstm_lm.train import train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -18,6 +19,11 @@ REPO = Path(__file__).resolve().parent.parent
 # The test models are tiny: a second thread only adds synchronisation, and on a busy 2-core machine it makes
 # every small matrix product wait for a core (ten times slower, measured).
 torch.set_num_threads(1)
+
+# Tests of bf16 at hardware speed (oneDNN's bf16 LSTM) skip where the CPU cannot run it, saying why; the fallback
+# and refusal paths are tested everywhere by forcing the capability check (tests/test_precision.py).
+needs_cpu_bf16 = pytest.mark.skipif(cpu_bf16_problem() is not None, reason=f"needs bf16 on this CPU: "
+                                                                         f"{cpu_bf16_problem()}")
 
 
 def quiet_console() -> Console:

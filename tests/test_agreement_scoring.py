@@ -16,6 +16,7 @@ from lstm_lm.config import load_config
 from lstm_lm.errors import UserError
 from lstm_lm.model import LanguageModel
 from lstm_lm.tokenizers import CharTokenizer, WordTokenizer
+from tests.conftest import needs_cpu_bf16
 
 PAIRS = [  # sentences of many lengths, differing early, late, and in the last word
     ("the dog runs", "the dog run"),
@@ -133,6 +134,7 @@ def test_probe_ranks_candidates_by_their_log_probability():
     assert unknown == ["barks"]  # read as <unk>, and said so
 
 
+@needs_cpu_bf16
 def test_bf16_scoring_stays_close_to_fp32():
     tokenizer = word_tokenizer()
     run = loaded(random_model(tokenizer.vocab_size), tokenizer)

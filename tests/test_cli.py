@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from lstm_lm.cli import app
-from tests.conftest import REPO
+from tests.conftest import REPO, needs_cpu_bf16
 
 runner = CliRunner()
 
@@ -104,6 +104,7 @@ def test_char_and_bpe_runs_round_trip(tmp_path, synthetic_corpus, kind, extra):
     assert sampled.exit_code == 0 and sampled.stdout.startswith("k1")
 
 
+@needs_cpu_bf16
 def test_evaluate_precision_option(trained_run):
     exact = json.loads(runner.invoke(app, ["evaluate", str(trained_run), "--json"]).stdout.splitlines()[-1])
     fast = json.loads(runner.invoke(app, ["evaluate", str(trained_run), "--json", "--precision", "bf16"]

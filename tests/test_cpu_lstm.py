@@ -7,6 +7,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from lstm_lm import cpu_lstm
 from lstm_lm.cpu_lstm import FastLSTM, LSTMLayerFunction
 from lstm_lm.regularization import weight_dropped
+from tests.conftest import needs_cpu_bf16
 
 
 @pytest.fixture(autouse=True)
@@ -88,6 +89,7 @@ def test_bf16_training_takes_the_written_loop_and_matches_fp32(loop_calls):
         assert torch.allclose(a, e, atol=0.03 * e.abs().max().item() + 1e-3)
 
 
+@needs_cpu_bf16  # the paths it checks run oneDNN's bf16 LSTM
 def test_nn_lstm_runs_where_the_written_loop_does_not_pay(monkeypatch):
     calls = []
     monkeypatch.setattr(LSTMLayerFunction, "apply", lambda *args: calls.append(1))

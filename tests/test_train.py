@@ -16,7 +16,7 @@ from lstm_lm.errors import UserError
 from lstm_lm.progress import read_metrics
 from lstm_lm.schedule import epoch_decay_lr, plateau_lr
 from lstm_lm.train import Reporter, Trainer
-from tests.conftest import REPO, quiet_console, tiny_config, train_quietly
+from tests.conftest import REPO, needs_cpu_bf16, quiet_console, tiny_config, train_quietly
 
 
 def unigram_entropy(ids: torch.Tensor) -> float:
@@ -40,7 +40,7 @@ def test_run_directory_describes_itself(tmp_path, synthetic_corpus):
     run_dir = tmp_path / "run"
     train_quietly(tiny_config(synthetic_corpus, tmp_path / "cache"), run_dir)
     assert {p.name for p in run_dir.iterdir()} == {"config.yaml", "tokenizer.json", "model.pt", "checkpoint.pt",
-                                                   "run.json", "metrics.jsonl"}
+                                                   "run.json", "metrics.jsonl", "train.lock"}
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "finished" and info["format_version"] == 1 and info["epochs_completed"] == 2
     events = [r["event"] for r in read_metrics(run_dir / "metrics.jsonl")]
@@ -132,6 +132,7 @@ def test_sigint_saves_a_resumable_checkpoint(tmp_path, synthetic_corpus):
     assert math.isfinite(resumed["results"]["test"]["ppl"])
 
 
+@needs_cpu_bf16
 def test_bf16_autocast_trains_with_fp32_master_weights(tmp_path, synthetic_corpus):
     config = tiny_config(synthetic_corpus, tmp_path / "cache", "train.precision=bf16", "train.epochs=4")
     info = train_quietly(config, tmp_path / "run")
@@ -145,7 +146,7 @@ def test_fp16_on_cpu_is_refused(tmp_path, synthetic_corpus):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     config = tiny_config(synthetic_corpus, tmp_path / "cache", "train.precision=fp16", "train.device=cpu")
-    with pytest.raises(UserError, match="precision fp16 needs a CUDA device"):
+    with pytest.raises(UserError, match="train.precision=fp16: fp16 needs a CUDA device; use fp32 or auto"):
         train_quietly(config, tmp_path / "run")
 
 

@@ -74,8 +74,9 @@ def run_evaluation(run_dir: Path, paths: list[Path], format_name: str, method: s
                    console: Console) -> None:
     suites = read_suites(paths, format_name) if paths else [builtin_suite()]
     target = resolve_device(device)
+    dtype = resolve_precision(precision, target, "--precision")
     run = load_run(run_dir, target)
-    results = evaluate_suites(run, suites, method, skip_oov, batch_size, resolve_precision(precision, target))
+    results = evaluate_suites(run, suites, method, skip_oov, batch_size, dtype)
     report = build_report(str(run_dir), results)
     if output is not None:
         atomic_write_text(output, json.dumps(report, indent=2) + "\n")
