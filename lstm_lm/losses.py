@@ -7,14 +7,18 @@ stay in the CPU's cache, and in training the same pass that finds each row's log
 gradient d nll / d logits = softmax(logits) − onehot(target), once, in the logits' dtype and into the logits' own
 storage. The backward then only multiplies: the incoming per-token gradients g scale the small (N, D) and
 (V,) results rather than the (N, V) gradient.
+
+In bf16 on the CPU the bias rides along as one more input column (lstm_lm/products.py). Elsewhere (fp32 in MKL,
+CUDA's cuBLAS) the product takes the bias as it is: an odd inner dimension (651) and unaligned rows would keep
+cuBLAS off its tensor-core kernels for the largest product of the step.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .products import (linear_by_blocks, matmul_by_row_blocks, weight_gradients, with_bias_column,
-                       with_ones_column)
+from .products import (linear_by_blocks, matmul_by_row_blocks, shaped_for_onednn, weight_gradients,
+                       with_bias_column, with_ones_column)
 
 # fp32 logits worked on at a time: on the CPU 2 MB, about one core's L2 cache; on a GPU far more, where every
 # chunk costs a handful of kernel launches and caches do not decide.
@@ -32,10 +36,14 @@ class DecoderNLL(torch.autograd.Function):
         """features (N, D), weight (V, D), bias (V,) or None, targets (N,) valid ids; the products in `dtype`
         -> (N,) negative log-likelihoods in fp32 (fp64 for fp64 inputs)."""
         with torch.autocast(features.device.type, enabled=False):  # the dtypes are chosen here
-            # The bias rides along as one more input column (lstm_lm/products.py): rows (x_n, 1), weight (W | b).
-            rows = features.to(dtype) if bias is None else with_ones_column(features.to(dtype))  # (N, D[+1])
-            w = with_bias_column(weight, bias, dtype)  # (V, D[+1])
-            logits = linear_by_blocks(rows, w)  # (N, V)
+            rows = features.to(dtype)  # (N, D)
+            bias_column = bias is not None and shaped_for_onednn(rows)
+            if bias_column:  # rows (x_n, 1) against the weight (W | b)
+                rows, w = with_ones_column(rows), with_bias_column(weight, bias, dtype)  # (N, D + 1), (V, D + 1)
+                logits = linear_by_blocks(rows, w)  # (N, V)
+            else:
+                w = weight.to(dtype)  # (V, D)
+                logits = linear_by_blocks(rows, w) if bias is None else torch.addmm(bias.to(dtype), rows, w.t())
             nll = torch.empty(len(rows), dtype=widened(logits[:0]).dtype, device=rows.device)
             training = any(ctx.needs_input_grad[:3])
             rows_per_chunk = max(1, CHUNK_ELEMENTS.get(logits.device.type, CHUNK_ELEMENTS["cpu"]) // logits.size(1))
@@ -51,7 +59,7 @@ class DecoderNLL(torch.autograd.Function):
                     logits[chunk] = probs  # rounded once to the logits' dtype
         if training:
             ctx.save_for_backward(rows, w, logits)  # logits now hold d nll / d logits
-            ctx.has_bias = bias is not None
+            ctx.has_bias, ctx.bias_column = bias is not None, bias_column
             ctx.input_dtypes = features.dtype, weight.dtype
         return nll
 
@@ -59,14 +67,18 @@ class DecoderNLL(torch.autograd.Function):
     def backward(ctx, grad_nll):
         rows, w, d_logits = ctx.saved_tensors
         features_dtype, weight_dtype = ctx.input_dtypes
-        size = w.size(1) - ctx.has_bias  # D
+        size = w.size(1) - ctx.bias_column  # D
         g = widened(grad_nll).unsqueeze(1)  # (N, 1)
         d_features = (matmul_by_row_blocks(d_logits, w[:, :size]) * g).to(features_dtype)
-        # The weight's and the bias's gradients: d_logitsᵀ times the rows (x_n, 1) scaled by g.
+        # The weight's gradient d_logitsᵀ times the rows scaled by g; with the bias column the same product gives
+        # the bias's, else it is d_logitsᵀ g.
         scaled_rows = (rows * g).to(rows.dtype)
-        widths = [size, 1] if ctx.has_bias else [size]
-        d_weight, *d_bias = weight_gradients(d_logits, [scaled_rows], widths, weight_dtype)
-        d_bias = d_bias[0].view(-1) if d_bias else None
+        d_weight, *d_bias = weight_gradients(d_logits, [scaled_rows], [size, 1] if ctx.bias_column else [size],
+                                             weight_dtype)
+        if ctx.bias_column:
+            d_bias = d_bias[0].view(-1)
+        else:
+            d_bias = (d_logits.t() @ g.squeeze(1).to(d_logits.dtype)).to(weight_dtype) if ctx.has_bias else None
         return d_features, d_weight, d_bias, None, None
 
 
