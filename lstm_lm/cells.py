@@ -168,7 +168,29 @@ def packed_like(padded: torch.Tensor, like: PackedSequence) -> PackedSequence:
     return like._replace(data=data)
 
 
-# ---- the fused GRU and RNNs, their one state as a one-tuple ---------------------------------------------------------
+# ---- the fused modules ---------------------------------------------------------------------------------------------
+
+def as_fp32(state: torch.Tensor | tuple[torch.Tensor, ...] | None) -> torch.Tensor | tuple[torch.Tensor, ...] | None:
+    if state is None or isinstance(state, torch.Tensor):
+        return None if state is None else state.float()
+    return tuple(part.float() for part in state)
+
+
+class CudnnOutsideBf16Autocast:
+    """For nn.LSTM, nn.GRU and nn.RNN on CUDA under bf16 autocast: run them in fp32 (TF32 on Ampere and newer).
+
+    PyTorch's autocast wrapper for cuDNN's RNNs (_cudnn_rnn) casts inputs, weights and state to fp16 whatever
+    dtype autocast was asked for: under bf16 the recurrent layers would run in fp16's narrow range with no loss
+    scaling, and hand back an fp16 state."""
+
+    def forward(self, inputs, state=None):
+        device = inputs.data.device if isinstance(inputs, PackedSequence) else inputs.device
+        if not (device.type == "cuda" and torch.is_autocast_enabled("cuda")
+                and torch.get_autocast_dtype("cuda") == torch.bfloat16):
+            return super().forward(inputs, state)
+        with torch.autocast("cuda", enabled=False):
+            return super().forward(inputs.float(), as_fp32(state))
+
 
 class OneStateAsTuple:
     """For nn.GRU and nn.RNN, whose state is one tensor: it comes and goes as the one-tuple (h,)."""
@@ -179,11 +201,11 @@ class OneStateAsTuple:
         return outputs, (h,)
 
 
-class FusedGRU(OneStateAsTuple, nn.GRU):
+class FusedGRU(OneStateAsTuple, CudnnOutsideBf16Autocast, nn.GRU):
     pass
 
 
-class FusedRNN(OneStateAsTuple, nn.RNN):
+class FusedRNN(OneStateAsTuple, CudnnOutsideBf16Autocast, nn.RNN):
     pass
 
 

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
+from .cells import CudnnOutsideBf16Autocast
 from .products import (linear_by_blocks, matmul_by_row_blocks, shaped_for_onednn, weight_gradients,
                        with_bias_column, with_ones_column)
 from .regularization import plain_dropout
@@ -159,9 +160,10 @@ class LSTMLayerFunction(torch.autograd.Function):
         return dx, d_h0, dc, d_w_ih, d_w_hh, d_bias, d_bias.clone()
 
 
-class FastLSTM(nn.LSTM):
+class FastLSTM(CudnnOutsideBf16Autocast, nn.LSTM):
     """nn.LSTM (time-major, with biases, one direction) whose CPU bf16 training runs LSTMLayerFunction layer by
-    layer, with nn.LSTM's dropout between layers (plain_dropout: one mask per element)."""
+    layer, with nn.LSTM's dropout between layers (plain_dropout: one mask per element); on CUDA under bf16, cuDNN
+    in fp32 (lstm_lm/cells.py)."""
 
     def forward(self, inputs: torch.Tensor | PackedSequence, state: tuple[torch.Tensor, torch.Tensor] | None = None):
         if not self.uses_written_loop(inputs):

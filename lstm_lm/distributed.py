@@ -67,11 +67,6 @@ def max_over_ranks(values: torch.Tensor, world: World) -> torch.Tensor:
     return values
 
 
-def any_rank(flags: torch.Tensor, world: World) -> torch.Tensor:
-    """Elementwise OR of 0/1 flags over all ranks, so that every rank takes the same branch."""
-    return max_over_ranks(flags, world)
-
-
 def sum_over_ranks(values: torch.Tensor, world: World) -> torch.Tensor:
     if world.distributed:
         dist.all_reduce(values)

@@ -170,6 +170,9 @@ class LanguageModel(nn.Module):
         return sum(parameter.numel() for parameter in self.parameters())  # a tied matrix is counted once
 
 
-def detach_hidden(hidden: Hidden) -> Hidden:
-    """Cut the graph between BPTT windows: the state carries over, its gradient history does not."""
-    return tuple(state.detach() for state in hidden)
+def detach_hidden(hidden: Hidden, dtype: torch.dtype) -> Hidden:
+    """Cut the graph between BPTT windows: the state carries over, its gradient history does not. It carries over
+    in `dtype`, the weights' (fp32): under autocast a written cell's state comes out in bf16 or fp16, which would
+    round again at every window, and a checkpoint of such a run, resumed at another precision or on another
+    device, would fail its first step (oneDNN's fp32 LSTM refuses an fp16 state)."""
+    return tuple(state.detach().to(dtype) for state in hidden)

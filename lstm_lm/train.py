@@ -26,7 +26,7 @@ from .config import Config, TrainConfig
 from .data import (Corpus, batchify, bptt_windows, evaluation_layout, load_corpus, require_tokens,
                    variable_bptt_windows, windows_per_epoch)
 from .device import resolve_device
-from .distributed import (World, any_rank, barrier, gather, join_world, leave_world, max_over_ranks, shard,
+from .distributed import (World, barrier, gather, join_world, leave_world, max_over_ranks, shard,
                           sum_over_ranks)
 from .errors import UserError
 from .evaluate import Evaluation, evaluate_layout
@@ -142,6 +142,11 @@ class Trainer:
         if world.distributed:
             torch.manual_seed(train.seed + world.rank)  # each rank its own dropout masks; weights came from rank 0
         self.parameters = list(self.model.parameters())
+        self.state_dtype = self.model.embedding.weight.dtype  # the carried hidden state's: the weights' (fp32)
+        if device.type == "cuda":
+            # fp32 products on tensor cores (TF32, Ampere and newer) where the step runs in fp32: the recurrent
+            # layers under bf16 (lstm_lm/cells.py) and fp32 training. cuDNN's RNNs allow TF32 by default already.
+            torch.backends.cuda.matmul.allow_tf32 = True
         self.optimizer = build_optimizer(self.parameters, train)
         self.dtype = resolve_precision(train.precision, device)
         # Loss scaling keeps small fp16 gradients from flushing to zero; bf16 has fp32's range and needs none.
@@ -153,6 +158,7 @@ class Trainer:
         self.state = TrainerState(lr=self.initial_lr())
         self.average: WeightAverage | None = None  # NT-ASGD, once validation stops improving
         self.slowest_elapsed = 0.0  # elapsed() of the slowest rank at the last stop check; all ranks agree on it
+        self.agreed_stop: list[float] | None = None  # [signalled, slowest elapsed] from the last step's agree()
         train_ids, valid_ids = shard(corpus.train, world, equal=True), shard(corpus.valid, world, equal=False)
         where = config.data.path + (f" (1/{world.size} per process)" if world.distributed else "")
         # One window of inputs needs its next-token targets too: bptt + 1 rows of batch_size tokens.
@@ -193,7 +199,10 @@ class Trainer:
         # Each rank reads its own shard with its own hidden state and dropout RNG: all of them are kept.
         hidden = [gather(state.detach(), self.world) for state in self.hidden]  # [state][rank]
         rngs = gather(torch.get_rng_state(), self.world)
-        rank_states = [{"hidden": [state[rank] for state in hidden], "rng": rngs[rank]}
+        # Each rank's own GPU's generator too (dropout on CUDA draws from it), not every GPU's as rank 0 sees them.
+        cuda_rngs = (gather(torch.cuda.get_rng_state(self.device), self.world) if self.device.type == "cuda"
+                     else [None] * self.world.size)
+        rank_states = [{"hidden": [state[rank] for state in hidden], "rng": rngs[rank], "cuda_rng": cuda_rngs[rank]}
                        for rank in range(self.world.size)]
         if self.world.main:
             write_checkpoint(self.run_dir, {
@@ -201,9 +210,8 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(),
                 "trainer": {**asdict(self.state), "elapsed_s": self.elapsed()},
-                "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
                 "train_rows": self.train_data.size(0),  # what state.row counts in
-                "rank_states": rank_states,  # one per process: hidden state and CPU RNG
+                "rank_states": rank_states,  # one per process: hidden state, CPU and CUDA RNG
                 "average": self.average.state_dict() if self.average is not None else None,
             }, self.config.train.keep_checkpoints, self.saved_step)
         self.saved_step = self.state.step
@@ -232,9 +240,10 @@ class Trainer:
                 self.average = WeightAverage(self.parameters)
                 self.average.load_state_dict(saved["average"])
             ranks = saved.get("rank_states") or [saved]  # checkpoints written before distributed runs: one rank
-            torch.set_rng_state(ranks[self.world.rank % len(ranks)]["rng"])
-            if saved["cuda_rng"] and self.device.type == "cuda":
-                torch.cuda.set_rng_state_all(saved["cuda_rng"])
+            own = ranks[self.world.rank % len(ranks)]  # with fewer ranks than wrote it, some streams end here
+            torch.set_rng_state(own["rng"])
+            if own.get("cuda_rng") is not None and self.device.type == "cuda":  # absent from a CPU run
+                torch.cuda.set_rng_state(own["cuda_rng"], self.device)
             # Each part (layers, columns of all ranks, H): rank r's columns follow rank r - 1's in the text, so this
             # rank's columns are the same slice whatever number of ranks wrote them (see distributed.shard).
             columns = [torch.cat(states, dim=1) for states in zip(*(rank["hidden"] for rank in ranks))]
@@ -354,7 +363,7 @@ class Trainer:
         left on the device so that logging does not force a further synchronisation; or None, with the weights
         left as they were, when the loss or the gradient norm is NaN or infinite."""
         train = self.config.train
-        self.hidden = detach_hidden(self.hidden)
+        self.hidden = detach_hidden(self.hidden, self.state_dtype)
         regularize = bool(train.ar_alpha or train.tar_beta)
         with autocast(self.device, self.dtype):
             outputs = self.network(inputs, self.hidden, targets, activations=regularize)
@@ -376,12 +385,12 @@ class Trainer:
                                                       foreach=True)
         else:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, clip, foreach=True)
-        # The one synchronisation per step: whether to update at all. Under fp16 loss scaling an infinite
-        # gradient is the scaler's business (it skips the step and lowers the scale), not a bad step.
+        # Under fp16 loss scaling an infinite gradient is the scaler's business (it skips the step and lowers the
+        # scale), not a bad step.
         bad = ~torch.isfinite(mean_loss)
         if not self.scaler.is_enabled():
             bad |= ~torch.isfinite(grad_norm)
-        if any_rank(bad.to(self.world.device, torch.int32), self.world).item():  # all ranks skip, or none
+        if self.agree(bad):  # all ranks skip, or none
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.update()
             return None
@@ -404,13 +413,26 @@ class Trainer:
         return variable_bptt_windows(self.train_data, train.bptt, self.state.row,
                                      seed=train.seed * 1_000_003 + self.state.epoch)
 
+    def agree(self, bad: torch.Tensor) -> bool:
+        """The one synchronisation per step: whether any rank's step was bad, so that all skip it or none. The
+        same all-reduce brings what stop_reason reads next, so that under torchrun a step waits on one collective,
+        not two."""
+        values = torch.cat([bad.to(self.world.device, torch.float64).view(1), self.stop_signals()])
+        any_bad, *self.agreed_stop = max_over_ranks(values, self.world).tolist()
+        return bool(any_bad)
+
+    def stop_signals(self) -> torch.Tensor:
+        """This rank's [signalled, elapsed()]: the maximum over ranks says whether any was signalled, and the
+        slowest rank's clock."""
+        return torch.tensor([float(bool(self.stop)), self.elapsed()], dtype=torch.float64, device=self.world.device)
+
     def stop_reason(self) -> str | None:
         train = self.config.train
         # Signals and clocks differ between ranks: they stop together, or one would wait for the others forever,
-        # and the cosine schedule reads the same clock on every rank, or their weights would drift apart.
-        signalled, self.slowest_elapsed = max_over_ranks(torch.tensor(
-            [float(bool(self.stop)), self.elapsed()], dtype=torch.float64, device=self.world.device),
-            self.world).tolist()
+        # and the cosine schedule reads the same clock on every rank, or their weights would drift apart. Right
+        # after a step its synchronisation has brought both (agree); elsewhere they are asked for.
+        signalled, self.slowest_elapsed = self.agreed_stop or max_over_ranks(self.stop_signals(), self.world).tolist()
+        self.agreed_stop = None
         out_of_time = train.max_minutes is not None and self.slowest_elapsed >= 60 * train.max_minutes
         if signalled:
             self.stop.reason = self.stop.reason or "a signal to another rank"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import random
 from pathlib import Path
 
@@ -24,6 +25,20 @@ torch.set_num_threads(1)
 # and refusal paths are tested everywhere by forcing the capability check (tests/test_precision.py).
 needs_cpu_bf16 = pytest.mark.skipif(cpu_bf16_problem() is not None, reason=f"needs bf16 on this CPU: "
                                                                          f"{cpu_bf16_problem()}")
+
+
+@pytest.fixture(autouse=True)
+def cpu_unless_about_cuda(request, monkeypatch):
+    """Tests run on the CPU (`auto` finds no CUDA) unless marked `cuda`: on a GPU machine the bit-exact resume tests
+    would otherwise run on CUDA, where they are not bit-exact."""
+    if request.node.get_closest_marker("cuda") is None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of a test's lstm-lm process: this checkout importable, one thread, and no GPU visible
+    (the torchrun test would pick NCCL with one GPU)."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
 
 
 def quiet_console() -> Console:
@@ -60,7 +75,7 @@ def tiny_config(corpus: Path, cache_dir: Path, *overrides: str) -> Config:
         f"data.path={corpus}", f"data.cache_dir={cache_dir}",
         "model.embedding_size=32", "model.hidden_size=32", "model.num_layers=1",
         "train.batch_size=8", "train.bptt=10", "train.optimizer=adamw", "train.lr=0.01",
-        "train.epochs=2", "train.log_every_steps=5", "train.eval_batch_size=4", *overrides])
+        "train.epochs=2", "train.log_every_steps=5", "train.eval_batch_size=4", "train.device=cpu", *overrides])
 
 
 def train_quietly(config: Config, run_dir: Path, **kwargs) -> dict:

@@ -19,7 +19,7 @@ from lstm_lm.data import load_corpus
 from lstm_lm.distributed import barrier, gather, join_world, leave_without_teardown, leave_world
 from lstm_lm.progress import read_metrics
 from lstm_lm.train import Reporter, Trainer
-from tests.conftest import REPO, quiet_console, tiny_config, train_quietly
+from tests.conftest import quiet_console, subprocess_env, tiny_config, train_quietly
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="needs torch.distributed with Gloo")
@@ -31,7 +31,7 @@ ONE = ("train.batch_size=8", "train.lr_schedule=constant", "train.epochs=1")
 
 
 def torchrun(*arguments: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = subprocess_env()
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            "-m", "lstm_lm", "train", *arguments], capture_output=True, text=True, env=env,
                           timeout=120)

@@ -2,7 +2,6 @@
 
 import errno
 import io
-import json
 import os
 import random
 import signal
@@ -21,11 +20,11 @@ from lstm_lm.errors import UserError
 from lstm_lm.model import LanguageModel
 from lstm_lm.progress import read_metrics
 from lstm_lm.train import Reporter, Trainer, train
-from tests.conftest import REPO, quiet_console, tiny_config, train_quietly
+from tests.conftest import quiet_console, subprocess_env, tiny_config, train_quietly
 
 
 def start_cli(*arguments: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = subprocess_env()
     return subprocess.Popen([sys.executable, "-m", "lstm_lm", "train", *arguments], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)
 

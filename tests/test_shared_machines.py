@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -19,7 +18,7 @@ from typer.testing import CliRunner
 from lstm_lm.checkpoint import load_tensors
 from lstm_lm.cli import app
 from lstm_lm.config import config_to_yaml
-from tests.conftest import REPO, tiny_config, train_quietly
+from tests.conftest import REPO, subprocess_env, tiny_config, train_quietly
 
 runner = CliRunner()
 posix_only = pytest.mark.skipif(os.name != "posix", reason="flock and umask are POSIX")
@@ -27,7 +26,7 @@ posix_only = pytest.mark.skipif(os.name != "posix", reason="flock and umask are 
 
 def start(arguments: list[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *arguments], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, env=subprocess_env())
 
 
 def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 120.0) -> None:

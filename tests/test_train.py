@@ -1,6 +1,5 @@
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from lstm_lm.errors import UserError
 from lstm_lm.progress import read_metrics
 from lstm_lm.schedule import epoch_decay_lr, plateau_lr
 from lstm_lm.train import Reporter, Trainer
-from tests.conftest import REPO, needs_cpu_bf16, quiet_console, tiny_config, train_quietly
+from tests.conftest import REPO, needs_cpu_bf16, quiet_console, subprocess_env, tiny_config, train_quietly
 
 
 def unigram_entropy(ids: torch.Tensor) -> float:
@@ -110,7 +109,7 @@ def test_epoch_decay_reaches_the_optimizer(tmp_path, synthetic_corpus):
 
 def test_sigint_saves_a_resumable_checkpoint(tmp_path, synthetic_corpus):
     run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = subprocess_env()
     command = [sys.executable, "-m", "lstm_lm", "train", "--config", str(REPO / "configs/tiny.yaml"),
                "--out", str(run_dir), f"data.path={synthetic_corpus}", f"data.cache_dir={tmp_path / 'cache'}",
                "train.max_steps=null", "train.epochs=1000", "train.log_every_steps=1", "train.batch_size=2"]
