@@ -1,19 +1,24 @@
 """Training speed of lstm-lm against the classic PyTorch loop, measured in one run on the machine at hand.
 
 Model: the PTB medium LSTM (2×650, vocabulary 10,000) on Penn Treebank windows, or the model of another config
-(--config; its sizes, BPTT and corpus). Prints
-  1. the machine's matrix-multiply peak in fp32 and bf16 (2048×2048 products);
+(--config; its sizes, BPTT and corpus). Prints the CPU's features that decide the speed (its ATen kernel level,
+its bf16 units, whether bf16 runs here), then
+  1. the machine's matrix-multiply peak in fp32, and in bf16 where bf16 runs natively (2048×2048 products);
   2. a reference: the classic word-language-model loop written out plainly below (fp32 nn.LSTM, plain SGD,
      batch 20, the config's BPTT (35 for PTB medium), clip 0.25);
-  3. lstm-lm's trainer step on the same model, batch and BPTT, in fp32 and in bf16;
-  4. lstm-lm's trainer with the fastest settings the recipes use (bf16, and the 1-hour recipes' locked dropout
-     in place of plain dropout, at the same rates: one mask per sequence instead of one per step) at the batch
-     that trains fastest here, 256 (tokens/s in one run: 13,300 at batch 128, 15,800 at 256, 14,600 at 512);
+  3. lstm-lm's trainer step on the same model, batch and BPTT, in fp32, and in bf16 where it runs natively;
+  4. lstm-lm's trainer with the fastest settings the recipes use (bf16 where it runs natively, else fp32, and
+     the 1-hour recipes' locked dropout in place of plain dropout, at the same rates: one mask per sequence
+     instead of one per step) at a large batch (--fast-batch, 256: in bf16 with AMX the fastest measured,
+     tokens/s in one run 13,300 at batch 128, 15,800 at 256, 14,600 at 512);
   5. the same with the PTB 1-hour recipe's adaptive softmax (a 2,000-word shortlist, one tail at a quarter of
      the width), which computes fewer FLOPs per token: its GFLOP/s count what it computes;
-each as tokens/s, model GFLOP/s, share of the matching peak and ratio to the reference.
+each as tokens/s, model GFLOP/s, share of the matching peak and ratio to the reference. Every configuration
+(the peaks too) is timed in --rounds rounds taken in turn, and keeps its fastest; a round times --steps steps,
+or stops after 3 once it has run --seconds, so the script takes minutes on any CPU.
 
-Run: python scripts/bench_train.py [--config configs/ptb-medium.yaml] [--steps N] [--fast-batch B] [--json]
+Run: python scripts/bench_train.py [--config configs/ptb-medium.yaml] [--rounds R] [--steps N] [--seconds S]
+                                   [--fast-batch B] [--json]
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from rich.console import Console
@@ -35,6 +41,8 @@ sys.path.insert(0, str(REPO))
 from lstm_lm.config import Config, load_config  # noqa: E402
 from lstm_lm.data import batchify, bptt_windows, load_corpus  # noqa: E402
 from lstm_lm.device import prepare_process  # noqa: E402
+from lstm_lm.machine import cpu_description  # noqa: E402
+from lstm_lm.precision import cpu_bf16_problem  # noqa: E402
 from lstm_lm.progress import Reporter  # noqa: E402
 from lstm_lm.softmax import tail_width  # noqa: E402
 from lstm_lm.train import Trainer  # noqa: E402
@@ -67,23 +75,30 @@ def model_flops_per_token(config: Config, vocab: int, train_ids: torch.Tensor) -
     return 3 * 2 * (lstm + decoder_multiply_adds(config, vocab, train_ids))
 
 
-def timed(step, warmup: int, steps: int) -> float:
-    """Seconds per call, after warm-up calls."""
+MIN_TIMED_STEPS = 3
+
+
+def timed(step, warmup: int, steps: int, seconds: float = float("inf")) -> float:
+    """Seconds per call, after warm-up calls: over `steps` calls, or fewer (at least 3) once `seconds` have
+    passed."""
     for _ in range(warmup):
         step()
     start = time.perf_counter()
-    for _ in range(steps):
+    done = 0
+    while done < steps and (done < MIN_TIMED_STEPS or time.perf_counter() - start < seconds):
         step()
-    return (time.perf_counter() - start) / steps
+        done += 1
+    return (time.perf_counter() - start) / done
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 2048) -> float:
+def matmul(dtype: torch.dtype, size: int = 2048) -> tuple[Callable[[], None], int]:
+    """A (size, size) product, the machine's peak, and its FLOPs."""
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    return 2 * size**3 / timed(lambda: a @ b, 2, 8) / 1e9
+    return lambda: a @ b, 2 * size**3
 
 
-def reference_tokens_per_s(config: Config, train_ids: torch.Tensor, vocab: int, steps: int) -> float:
-    """The classic loop, as the PyTorch word_language_model example writes it."""
+def reference_step(config: Config, train_ids: torch.Tensor, vocab: int) -> tuple[Callable[[], None], int]:
+    """One step of the classic loop, as the PyTorch word_language_model example writes it, and its tokens."""
     torch.manual_seed(0)
     m, bptt = config.model, config.train.bptt
     embedding = torch.nn.Embedding(vocab, m.embedding_size)
@@ -110,42 +125,64 @@ def reference_tokens_per_s(config: Config, train_ids: torch.Tensor, vocab: int, 
         for p in parameters:
             p.data.add_(p.grad, alpha=-REFERENCE_LR)
 
-    return REFERENCE_BATCH * bptt / timed(step, 3, steps)
+    return step, REFERENCE_BATCH * bptt
 
 
-def trainer_tokens_per_s(config_path: str, batch_size: int, precision: str, steps: int, cache_dir: str,
-                         overrides: tuple[str, ...] = ()) -> float:
-    """lstm-lm's own training step (Trainer.train_step) on the config's model."""
+def trainer_step(config_path: str, batch_size: int, precision: str, cache_dir: str,
+                 overrides: tuple[str, ...] = ()) -> tuple[Callable[[], None], int]:
+    """lstm-lm's own training step (Trainer.train_step) on the config's model, and its tokens."""
     config = load_config(config_path, [
         f"train.batch_size={batch_size}", f"train.precision={precision}", f"train.clip={REFERENCE_CLIP}",
         "train.loss_reduction=mean", f"train.lr={REFERENCE_LR}", "train.device=cpu", f"data.cache_dir={cache_dir}",
         *overrides])
     corpus = load_corpus(config.data, config.tokenizer)
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(config, Path(run_dir), corpus, torch.device("cpu"),
-                          Reporter(Path(run_dir) / "metrics.jsonl", Console(file=io.StringIO())))
-        windows = iter(bptt_windows(trainer.train_data, config.train.bptt))
+    run_dir = Path(tempfile.mkdtemp())
+    trainer = Trainer(config, run_dir, corpus, torch.device("cpu"),
+                      Reporter(run_dir / "metrics.jsonl", Console(file=io.StringIO())))
+    windows = iter(bptt_windows(trainer.train_data, config.train.bptt))
 
-        def step() -> None:
-            _, inputs, targets = next(windows)
-            trainer.train_step(inputs, targets)
+    def step() -> None:
+        _, inputs, targets = next(windows)
+        trainer.train_step(inputs, targets)
 
-        return batch_size * config.train.bptt / timed(step, 3, steps)
+    return step, batch_size * config.train.bptt
+
+
+def best_rates(steps: dict[str, tuple[Callable[[], None], int]], rounds: int, steps_per_round: int,
+               seconds: float) -> dict[str, float]:
+    """Work per second (tokens, or FLOPs for the peaks) of each configuration's fastest round, the rounds taken in
+    turn: a slow spell of the machine (here one row measured 20% apart in two runs) then falls on one round of
+    each, not on one configuration."""
+    best = dict.fromkeys(steps, 0.0)
+    for round_index in range(rounds):
+        for key, (step, work) in steps.items():
+            warmup = 2 if round_index == 0 else 0  # first-call allocations and oneDNN's choice of kernels
+            best[key] = max(best[key], work / timed(step, warmup, steps_per_round, seconds))
+    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "configs/ptb-medium.yaml"), help="the model to time")
-    parser.add_argument("--steps", type=int, default=15, help="timed steps per configuration")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per configuration, taken in turn")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round, at most")
+    parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per round, about")
     parser.add_argument("--fast-batch", type=int, default=256, help="batch size of the fastest settings")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     prepare_process()  # as every lstm-lm command does
     if load_config(args.config).model.hidden_sizes:
         sys.exit(f"{args.config}: the reference loop is one nn.LSTM of model.hidden_size; set no hidden_sizes")
+    cpu = {**cpu_description(), "bf16": cpu_bf16_problem() or "runs natively"}
+    if not args.json:
+        print(f"CPU: {cpu['model']} ({cpu['architecture']}), ATen kernels {cpu['aten_kernels']}, bf16 units: "
+              f"{', '.join(cpu['bf16_unit_flags']) or 'none'}; bf16 {cpu['bf16']}; {cpu['threads']} threads"
+              + "".join(f"; {name}={value}" for name, value in cpu["isa_caps"].items()))
+    # bf16 rows only where bf16 runs at hardware speed: elsewhere it is refused, or emulated far below fp32.
+    fastest = "bf16" if cpu_bf16_problem() is None else "fp32"
 
     torch.manual_seed(0)
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     cache_dir = tempfile.mkdtemp()
     config = load_config(args.config, [f"data.cache_dir={cache_dir}"])
     corpus = load_corpus(config.data, config.tokenizer)
@@ -154,38 +191,45 @@ def main() -> None:
 
     flops = model_flops_per_token(config, vocab, corpus.train)
     adaptive_flops = model_flops_per_token(adaptive_config, vocab, corpus.train)
-    rows = [("reference: classic loop, fp32, batch 20", "fp32", flops,
-             reference_tokens_per_s(config, corpus.train, vocab, args.steps))]
-    for precision in ("fp32", "bf16"):
-        rows.append((f"lstm-lm, {precision}, batch 20", precision, flops,
-                     trainer_tokens_per_s(args.config, REFERENCE_BATCH, precision, args.steps, cache_dir)))
     rate = config.model.dropout
     locked = tuple(f"model.dropout_{place}={rate}" for place in ("input", "hidden", "output"))
-    rows.append((f"lstm-lm fastest: bf16, batch {args.fast_batch}, locked dropout", "bf16", flops,
-                 trainer_tokens_per_s(args.config, args.fast_batch, "bf16", args.steps, cache_dir, locked)))
-    rows.append(("  the same, adaptive softmax [2000]", "bf16", adaptive_flops,
-                 trainer_tokens_per_s(args.config, args.fast_batch, "bf16", args.steps, cache_dir,
-                                      (*locked, *ADAPTIVE))))
+    # key: (what it is, its precision, its FLOPs per token, its step)
+    rows = {"reference": ("reference: classic loop, fp32, batch 20", "fp32", flops,
+                          reference_step(config, corpus.train, vocab))}
+    for precision in dict.fromkeys(("fp32", fastest)):
+        rows[f"same_batch_{precision}"] = (f"lstm-lm, {precision}, batch 20", precision, flops,
+                                           trainer_step(args.config, REFERENCE_BATCH, precision, cache_dir))
+    rows["fastest"] = (f"lstm-lm fastest: {fastest}, batch {args.fast_batch}, locked dropout", fastest, flops,
+                       trainer_step(args.config, args.fast_batch, fastest, cache_dir, locked))
+    rows["adaptive"] = ("  the same, adaptive softmax [2000]", fastest, adaptive_flops,
+                        trainer_step(args.config, args.fast_batch, fastest, cache_dir, (*locked, *ADAPTIVE)))
+    precisions = dict.fromkeys(("fp32", fastest))
+    rates = best_rates({**{key: row[3] for key, row in rows.items()},
+                        **{f"peak_{precision}": matmul(dtypes[precision]) for precision in precisions}},
+                       args.rounds, args.steps, args.seconds)
+    peaks = {precision: rates[f"peak_{precision}"] / 1e9 for precision in precisions}
 
-    reference = rows[0][3]
-    results = [{"name": name, "precision": precision, "tokens_per_s": tps, "gflops": tps * row_flops / 1e9,
-                "peak_share": tps * row_flops / 1e9 / peaks[precision], "ratio": tps / reference}
-               for name, precision, row_flops, tps in rows]
-    summary = {"fp32_peak_gflops": peaks["fp32"], "bf16_peak_gflops": peaks["bf16"], "reference_tok_s": reference,
-               "same_batch_fp32_ratio": results[1]["ratio"], "same_batch_bf16_ratio": results[2]["ratio"],
-               "fastest_ratio": results[3]["ratio"], "fastest_peak_share": results[3]["peak_share"],
-               "fastest_adaptive_ratio": results[4]["ratio"],
-               "fastest_adaptive_peak_share": results[4]["peak_share"], "runs": results}
+    reference = rates["reference"]
+    results = {key: {"name": name, "precision": precision, "tokens_per_s": rates[key],
+                     "gflops": rates[key] * row_flops / 1e9,
+                     "peak_share": rates[key] * row_flops / 1e9 / peaks[precision], "ratio": rates[key] / reference}
+               for key, (name, precision, row_flops, _) in rows.items()}
+    summary = {"cpu": cpu, "fp32_peak_gflops": peaks["fp32"], "bf16_peak_gflops": peaks.get("bf16"),
+               "reference_tok_s": reference, "same_batch_fp32_ratio": results["same_batch_fp32"]["ratio"],
+               "same_batch_bf16_ratio": results.get("same_batch_bf16", {}).get("ratio"),
+               "fastest_precision": fastest, "fastest_ratio": results["fastest"]["ratio"],
+               "fastest_peak_share": results["fastest"]["peak_share"], "adaptive_ratio": results["adaptive"]["ratio"],
+               "adaptive_peak_share": results["adaptive"]["peak_share"], "runs": list(results.values())}
     if args.json:
         print(json.dumps(summary))
         return
-    print(f"matrix-multiply peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    print("matrix-multiply peak: " + ", ".join(f"{name} {peak:.0f} GFLOP/s" for name, peak in peaks.items()))
     m = config.model
     print(f"model: {Path(args.config).name}, LSTM {m.num_layers}×{m.hidden_size}, vocabulary {vocab:,}, BPTT "
           f"{config.train.bptt}, {flops / 1e6:.1f} MFLOP per token (forward + backward; "
           f"{adaptive_flops / 1e6:.1f} with the adaptive softmax)")
     print(f"{'run':45} {'tok/s':>8} {'GFLOP/s':>8} {'of peak':>8} {'× ref':>6}")
-    for r in results:
+    for r in results.values():
         print(f"{r['name']:45} {r['tokens_per_s']:8,.0f} {r['gflops']:8.1f} {r['peak_share']:8.1%} "
               f"{r['ratio']:6.2f}")
 
