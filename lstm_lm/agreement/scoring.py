@@ -55,7 +55,7 @@ def score_batch(model: LanguageModel, boundary_id: int, requests: list[ScoreRequ
     continuations = [ids for request in requests for ids in request.continuations]
     owner_index = torch.tensor(owners, device=device)
     firsts = torch.tensor([ids[0] for ids in continuations], device=device)
-    totals = target_log_probs(model, last_output[owner_index], firsts)  # (K,) log p(first piece | prefix)
+    totals = candidate_log_probs(model, last_output, owner_index, firsts)  # (K,) log p(first piece | prefix)
     if count_prefix:
         # Positions 0..p-1 predict the prefix; the last position's prediction was read from the state above.
         prefix_scores = summed_log_probs(model, prefix_output, [[*request.prefix, IGNORE] for request in requests])
@@ -109,6 +109,22 @@ def target_log_probs(model: LanguageModel, outputs: torch.Tensor, targets: torch
         features = model.output_features(outputs[start: start + ROWS_PER_CHUNK])
         pieces.append(model.target_log_probs(features, targets[start: start + ROWS_PER_CHUNK]))
     return torch.cat(pieces)
+
+
+def candidate_log_probs(model: LanguageModel, outputs: torch.Tensor, owners: torch.Tensor,
+                        targets: torch.Tensor) -> torch.Tensor:
+    """(B, H) outputs, (K,) owners ascending (the row of outputs each candidate follows) and targets -> (K,)
+    log p(target | its row). With the full softmax each row's distribution is computed once for all the
+    candidates that follow it (two per pair: half the output layer's work); the adaptive softmax scores each
+    candidate on its own, as it computes only the clusters a target falls in."""
+    if model.adaptive is not None:
+        return target_log_probs(model, outputs[owners], targets)
+    scores = outputs.new_empty(len(targets), dtype=torch.float32)
+    for start in range(0, len(outputs), ROWS_PER_CHUNK):
+        log_probs = model.next_token_log_probs(model.output_features(outputs[start: start + ROWS_PER_CHUNK]))
+        mine = (owners >= start) & (owners < start + len(log_probs))  # these candidates' rows are in this chunk
+        scores[mine] = log_probs[owners[mine] - start, targets[mine]]
+    return scores
 
 
 def padded_columns(rows: list[list[int]], fill: int, device: torch.device) -> torch.Tensor:
