@@ -28,10 +28,11 @@ def cpu_bf16_problem() -> str | None:
     if not bf16_unit_flags():
         return "this CPU has no bf16 units (AMX or AVX512-BF16)"
     try:
-        lstm = torch.nn.LSTM(8, 8)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            output, _ = lstm(torch.randn(2, 2, 8))
-        output.float().sum().backward()
+        with torch.random.fork_rng(devices=[]):  # the probe's random weights leave the seeded stream as it was
+            lstm = torch.nn.LSTM(8, 8)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                output, _ = lstm(torch.randn(2, 2, 8))
+            output.float().sum().backward()
     except RuntimeError as error:
         first_sentence = re.split(r"\.\s", str(error), maxsplit=1)[0]
         return f"this CPU lists bf16 units, but its kernels refuse bf16 ({first_sentence})"
@@ -76,13 +77,19 @@ def parse_precision(name: str, option: str) -> torch.dtype | None | str:
     return names[name]
 
 
+def checked_precision(name: str, device: torch.device, option: str) -> tuple[torch.dtype | None, str | None]:
+    """The dtype a precision name asks for on `device` (None: fp32; auto: the fastest that runs there), and why
+    the device cannot run it natively, if it cannot."""
+    dtype = parse_precision(name, option)
+    if dtype == "auto":
+        return fastest_precision(device), None
+    return dtype, precision_problem(dtype, device)
+
+
 def resolve_precision(name: str, device: torch.device, option: str = "train.precision") -> torch.dtype | None:
     """The autocast dtype for a precision name `option` was given (None: plain fp32). A precision this device
     cannot run natively is refused in one line naming the option."""
-    dtype = parse_precision(name, option)
-    if dtype == "auto":
-        return fastest_precision(device)
-    problem = precision_problem(dtype, device)
+    dtype, problem = checked_precision(name, device, option)
     if problem:
         hint = "fp32 or auto" if device.type == "cpu" else "fp16, fp32 or auto"
         raise UserError(f"{option}={name}: {problem}; use {hint}")
@@ -92,10 +99,7 @@ def resolve_precision(name: str, device: torch.device, option: str = "train.prec
 def run_precision(name: str, device: torch.device, warn: Callable[[str], None]) -> torch.dtype | None:
     """The precision a run was trained in, for scoring it here: where this device cannot run it, fp32, with a
     warning line (a bf16 run from an AMX server evaluated on a laptop)."""
-    dtype = parse_precision(name, "train.precision")
-    if dtype == "auto":
-        return fastest_precision(device)
-    problem = precision_problem(dtype, device)
+    dtype, problem = checked_precision(name, device, "train.precision")
     if problem:
         warn(f"warning: the run was trained in {name}, which this machine cannot run ({problem}); scoring in "
              f"fp32")

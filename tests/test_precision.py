@@ -152,3 +152,13 @@ def test_training_in_bf16_without_units_is_refused_before_any_work(tmp_path, syn
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: train.precision=bf16: {NO_UNITS}; use fp32 or auto"
     assert not run_dir.exists()
+
+
+def test_the_probe_leaves_the_seeded_random_stream_alone(monkeypatch):
+    monkeypatch.setattr(machine, "cpu_flags", lambda: {"amx_bf16"})
+    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    precision.cpu_bf16_problem.__wrapped__()  # builds a small LSTM with random weights, whatever it finds
+    assert torch.equal(torch.rand(4), expected)
