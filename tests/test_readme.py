@@ -1,8 +1,11 @@
+import ast
 import re
 import subprocess
 import sys
 
 from tests.conftest import REPO
+
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
 def test_ci_runs_the_readme_test_command_verbatim():
@@ -14,8 +17,65 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert commands[1] in ci_lines
 
 
-def test_readme_documents_every_config_key():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+def test_docs_document_every_config_key():
+    configuration = (REPO / "docs/configuration.md").read_text(encoding="utf-8")
     reference = subprocess.run([sys.executable, str(REPO / "scripts/config_reference.py")], capture_output=True,
                                text=True, check=True).stdout
-    assert reference.strip() in readme
+    assert reference.strip() in configuration
+
+
+def heading_anchors(text: str) -> set[str]:
+    """GitHub's anchors for a Markdown file's headings: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    anchors = set()
+    for heading in re.findall(r"^#+ (.*)$", text, re.M):
+        anchors.add(re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-"))
+    return anchors
+
+
+def test_every_relative_link_in_the_docs_points_at_something_that_exists():
+    broken = []
+    for page in DOCS:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", re.sub(r"```.*?```", "", text, flags=re.S)):
+            if re.match(r"[a-z]+:", target):
+                continue  # http(s):, mailto:
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            if not file.exists():
+                broken.append(f"{page.relative_to(REPO)}: {target} (no such file)")
+            elif anchor and file.suffix == ".md" and anchor not in heading_anchors(file.read_text(encoding="utf-8")):
+                broken.append(f"{page.relative_to(REPO)}: {target} (no such heading)")
+    assert not broken
+
+
+def package_imports() -> dict[str, set[str]]:
+    """Each module of lstm_lm (`train`, `agreement.scoring`) and the lstm_lm modules it imports from."""
+    package = REPO / "lstm_lm"
+    imports = {}
+    for file in sorted(package.rglob("*.py")):
+        parts = file.relative_to(package).with_suffix("").parts
+        if parts[-1] == "__init__":
+            continue
+        here = list(parts[:-1])
+        found = set()
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = here[:len(here) - (node.level - 1)]
+                if node.module:
+                    found.add(".".join(base + [node.module]))
+                for alias in node.names if not node.module else []:
+                    name = ".".join(base + [alias.name])
+                    is_module = (package / (name.replace(".", "/") + ".py")).exists()
+                    found.add(name if is_module else ".".join(base) or "lstm_lm")
+        imports[".".join(parts)] = found
+    return imports
+
+
+def test_architecture_lists_every_module_and_what_it_imports():
+    text = (REPO / "docs/architecture.md").read_text(encoding="utf-8")
+    table = text.split("| module | imports from `lstm_lm` |", 1)[1]
+    documented = {}
+    for module, imports in re.findall(r"^\| `([\w.]+)` \| (.*) \|$", table, re.M):
+        documented[module] = set(re.findall(r"`([\w.]+)`", imports))
+    assert documented == package_imports()
