@@ -171,9 +171,11 @@ def packed_like(padded: torch.Tensor, like: PackedSequence) -> PackedSequence:
 # ---- the fused modules ---------------------------------------------------------------------------------------------
 
 def as_fp32(state: torch.Tensor | tuple[torch.Tensor, ...] | None) -> torch.Tensor | tuple[torch.Tensor, ...] | None:
-    if state is None or isinstance(state, torch.Tensor):
-        return None if state is None else state.float()
-    return tuple(part.float() for part in state)
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):  # nn.GRU's and nn.RNN's h
+        return state.float()
+    return tuple(part.float() for part in state)  # nn.LSTM's (h, c)
 
 
 class CudnnOutsideBf16Autocast:
