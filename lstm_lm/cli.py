@@ -50,7 +50,9 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks
          threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: "
                                                "torch's choice; 1 is often faster on a busy machine).")) -> None:
     settings["debug"] = debug
-    from .device import prepare_process  # imports torch: here, not at the top, to keep --help quick
+    from .hardware.device import (
+        prepare_process,  # imports torch: here, not at the top, to keep --help quick
+    )
 
     prepare_process()
     if threads is not None:
@@ -71,8 +73,8 @@ def train(
 ) -> None:
     """Train a model. Trailing section.key=value arguments override the config, e.g. train.lr=0.5."""
     from .config import load_config
-    from .distributed import leave_without_teardown
-    from .train import train as run_training
+    from .train.distributed import leave_without_teardown
+    from .train.run_training import train as run_training
 
     overrides = list(ctx.args)
     if device is not None:
@@ -110,8 +112,8 @@ def evaluate(
                                             "run's train.precision]."),
 ) -> None:
     """Perplexity (and bits per character for character models) of the best weights."""
-    from .device import resolve_device
-    from .evaluate import evaluate_run
+    from .evaluate.perplexity import evaluate_run
+    from .hardware.device import resolve_device
 
     report = evaluate_run(run_dir, split, file, resolve_device(device), batch_size, precision)
     if as_json:
@@ -138,9 +140,9 @@ def sample(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Generate text from a prompt, streamed as it is generated."""
-    from .checkpoint import load_run
-    from .device import resolve_device
-    from .generate import generate
+    from .evaluate.generate import generate, stream_text
+    from .hardware.device import resolve_device
+    from .rundir.run_files import load_run
 
     if not 0 < top_p <= 1:
         raise UserError(f"--top-p {top_p}: must be above 0 and at most 1")
@@ -155,21 +157,14 @@ def sample(
         if num_samples > 1:
             print(f"--- sample {index + 1} ---")
         sys.stdout.write(prompt)
-        shown = run.tokenizer.decode(prompt_ids)
-        ids = list(prompt_ids)
         sample_seed = None if seed is None else seed + index
-        for token in generate(run.model, run.tokenizer, prompt_ids, tokens, temperature=temperature, top_k=top_k,
-                              top_p=top_p, seed=sample_seed, device=target):
-            ids.append(token)
-            # A byte model's character can take several tokens: until the last one comes, its first bytes decode
-            # to U+FFFD, so trailing U+FFFD waits for the next token (or the end) before it is shown.
-            text = run.tokenizer.decode(ids).rstrip("\ufffd")
-            sys.stdout.write(text[len(shown):])
+        continuation = generate(run.model, run.tokenizer, prompt_ids, tokens, temperature=temperature, top_k=top_k,
+                                top_p=top_p, seed=sample_seed, device=target)
+        shown = run.tokenizer.decode(prompt_ids)
+        for piece in stream_text(run.tokenizer, prompt_ids, continuation):
+            sys.stdout.write(piece)
             sys.stdout.flush()
-            shown = text
-        text = run.tokenizer.decode(ids)
-        sys.stdout.write(text[len(shown):])
-        shown = text
+            shown += piece
         if not (prompt + shown).endswith("\n"):
             sys.stdout.write("\n")
     seconds = time.perf_counter() - started
@@ -184,7 +179,7 @@ def plot(
     output: Path = typer.Option(Path("curves.png"), "--output", "-o", help="Image to write (.png, .pdf, .svg)."),
 ) -> None:
     """Training curves from metrics.jsonl: perplexity against tokens and wall time, and the learning rate."""
-    from .curves import plot_curves
+    from .evaluate.curves import plot_curves
 
     plot_curves(run_dirs, output)
     print(f"wrote {output}")

@@ -107,7 +107,7 @@ class ModelConfig:
     cell: Literal["lstm", "lstm_explicit", "lstm_peephole", "lstm_coupled", "gru", "rnn_tanh",
                   "rnn_relu"] = option(
         "lstm", "The recurrent cell. lstm: PyTorch's fused LSTM (cuDNN on GPU); lstm_explicit: the same LSTM "
-        "written out from its gate equations (lstm_lm/cells.py); lstm_peephole: gates also see the cell state "
+        "written out from its gate equations (lstm_lm/model/cells.py); lstm_peephole: gates also see the cell state "
         "(Gers & Schmidhuber 2000); lstm_coupled: input and forget gates coupled, input = 1 - forget; gru, "
         "rnn_tanh, rnn_relu: PyTorch's fused GRU and plain RNNs.")
     forget_bias: Optional[float] = option(None, "LSTM cells: initial forget-gate bias (1.0 is common: the cell "

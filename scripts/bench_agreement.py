@@ -24,11 +24,11 @@ from lstm_lm.agreement.items import METHODS, STANDARD_METHOD
 from lstm_lm.agreement.pairs import PairEncoder
 from lstm_lm.agreement.scoring import ScoreRequest, score_requests
 from lstm_lm.agreement.suite import builtin_suite
-from lstm_lm.checkpoint import load_run
 from lstm_lm.config import ModelConfig
-from lstm_lm.data import IGNORE
-from lstm_lm.model import LanguageModel
-from lstm_lm.tokenizers import EOS, UNK, Tokenizer, WordTokenizer
+from lstm_lm.data.tokenizers import EOS, UNK, Tokenizer, WordTokenizer
+from lstm_lm.model.language_model import LanguageModel
+from lstm_lm.rundir.run_files import load_run
+from lstm_lm.targets import IGNORE
 
 PTB_VOCABULARY = 10_000
 

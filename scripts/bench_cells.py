@@ -2,7 +2,7 @@
 
 Model: the PTB small shape (Zaremba et al.: 2×200, vocabulary 10,000, batch 20, BPTT 20) on Penn Treebank
 windows. For each cell, two timings:
-  1. a whole training step, lstm-lm's own (Trainer.train_step: forward, loss, backward, clip, SGD update);
+  1. a whole training step, lstm-lm's own (lstm_lm/train/step.py: forward, loss, backward, clip, SGD update);
   2. the recurrent layers alone, forward and backward on a (20, 20, 200) input.
 The cells are timed in turn, round after round, and each keeps its median round, so that a burst of load from
 another process on the machine lands on every cell alike rather than on one.
@@ -13,24 +13,20 @@ Run: python scripts/bench_cells.py [--steps N] [--rounds R]
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
-from rich.console import Console
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from lstm_lm.config import load_config  # noqa: E402
-from lstm_lm.data import bptt_windows, load_corpus  # noqa: E402
-from lstm_lm.progress import Reporter  # noqa: E402
-from lstm_lm.train import Trainer  # noqa: E402
+from lstm_lm.config import load_config
+from lstm_lm.data.batches import batchify, bptt_windows
+from lstm_lm.data.corpus import load_corpus
+from lstm_lm.train.step import standalone_step
 
 CELLS = ("lstm", "lstm_explicit", "lstm_peephole", "lstm_coupled", "gru", "rnn_tanh")
 
@@ -42,21 +38,22 @@ def seconds_per_call(call: Callable[[], None], calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def training_step(cell: str, cache_dir: str, run_dir: Path) -> tuple[Callable[[], None], torch.nn.Module]:
+def training_step(cell: str, cache_dir: str) -> tuple[Callable[[], None], torch.nn.Module]:
     """One call = one lstm-lm training step of the PTB small model with this cell, on the next window; and the
     model's recurrent layers."""
     config = load_config(REPO / "configs/ptb-small.yaml", [f"model.cell={cell}", "train.device=cpu",
                                                             f"data.cache_dir={cache_dir}"])
     corpus = load_corpus(config.data, config.tokenizer)
-    trainer = Trainer(config, run_dir, corpus, torch.device("cpu"),
-                      Reporter(run_dir / "metrics.jsonl", Console(file=io.StringIO())))
-    windows = bptt_windows(trainer.train_data, config.train.bptt)
+    train_step = standalone_step(config, corpus.tokenizer.vocab_size, torch.device("cpu"))
+    windows = bptt_windows(batchify(corpus.train, config.train.batch_size), config.train.bptt)
+    hidden = train_step.model.init_hidden(config.train.batch_size)
 
     def step() -> None:
+        nonlocal hidden
         _, inputs, targets = next(windows)
-        trainer.train_step(inputs, targets)
+        hidden, _ = train_step(inputs, targets, hidden, config.train.lr)
 
-    return step, trainer.model.rnn
+    return step, train_step.model.rnn
 
 
 def recurrent_pass(rnn: torch.nn.Module) -> Callable[[], None]:
@@ -78,19 +75,17 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     cache_dir = tempfile.mkdtemp()
-    with tempfile.TemporaryDirectory() as scratch:
-        calls = {}
+    calls = {}
+    for cell in CELLS:
+        step, rnn = training_step(cell, cache_dir)
+        calls[cell] = {"step": step, "rnn": recurrent_pass(rnn)}
+        for call in calls[cell].values():
+            seconds_per_call(call, 3)  # warm-up: allocator, first-call setup
+    timings = {cell: {"step": [], "rnn": []} for cell in CELLS}
+    for _ in range(args.rounds):
         for cell in CELLS:
-            (Path(scratch) / cell).mkdir()
-            step, rnn = training_step(cell, cache_dir, Path(scratch) / cell)
-            calls[cell] = {"step": step, "rnn": recurrent_pass(rnn)}
-            for call in calls[cell].values():
-                seconds_per_call(call, 3)  # warm-up: allocator, first-call setup
-        timings = {cell: {"step": [], "rnn": []} for cell in CELLS}
-        for _ in range(args.rounds):
-            for cell in CELLS:
-                for part, call in calls[cell].items():
-                    timings[cell][part].append(seconds_per_call(call, args.steps))
+            for part, call in calls[cell].items():
+                timings[cell][part].append(seconds_per_call(call, args.steps))
     median = {cell: {part: statistics.median(times) for part, times in parts.items()}
               for cell, parts in timings.items()}
     base = median["lstm"]

@@ -24,7 +24,6 @@ Run: python scripts/bench_train.py [--config configs/ptb-medium.yaml] [--rounds 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import tempfile
@@ -33,19 +32,17 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from rich.console import Console
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from lstm_lm.config import Config, load_config  # noqa: E402
-from lstm_lm.data import batchify, bptt_windows, load_corpus  # noqa: E402
-from lstm_lm.device import prepare_process  # noqa: E402
-from lstm_lm.machine import cpu_description  # noqa: E402
-from lstm_lm.precision import cpu_bf16_problem  # noqa: E402
-from lstm_lm.progress import Reporter  # noqa: E402
-from lstm_lm.softmax import tail_width  # noqa: E402
-from lstm_lm.train import Trainer  # noqa: E402
+from lstm_lm.config import Config, load_config
+from lstm_lm.data.batches import batchify, bptt_windows
+from lstm_lm.data.corpus import load_corpus
+from lstm_lm.hardware.device import prepare_process
+from lstm_lm.hardware.machine import cpu_description
+from lstm_lm.hardware.precision import cpu_bf16_problem
+from lstm_lm.model.softmax import tail_width
+from lstm_lm.train.step import standalone_step
 
 REFERENCE_BATCH, REFERENCE_CLIP, REFERENCE_LR = 20, 0.25, 20.0  # the PyTorch word_language_model defaults
 ADAPTIVE = ("model.softmax=adaptive", "model.adaptive_cutoffs=[2000]", "model.adaptive_div_value=4")
@@ -130,20 +127,20 @@ def reference_step(config: Config, train_ids: torch.Tensor, vocab: int) -> tuple
 
 def trainer_step(config_path: str, batch_size: int, precision: str, cache_dir: str,
                  overrides: tuple[str, ...] = ()) -> tuple[Callable[[], None], int]:
-    """lstm-lm's own training step (Trainer.train_step) on the config's model, and its tokens."""
+    """lstm-lm's own training step (lstm_lm/train/step.py) on the config's model, and its tokens."""
     config = load_config(config_path, [
         f"train.batch_size={batch_size}", f"train.precision={precision}", f"train.clip={REFERENCE_CLIP}",
         "train.loss_reduction=mean", f"train.lr={REFERENCE_LR}", "train.device=cpu", f"data.cache_dir={cache_dir}",
         *overrides])
     corpus = load_corpus(config.data, config.tokenizer)
-    run_dir = Path(tempfile.mkdtemp())
-    trainer = Trainer(config, run_dir, corpus, torch.device("cpu"),
-                      Reporter(run_dir / "metrics.jsonl", Console(file=io.StringIO())))
-    windows = iter(bptt_windows(trainer.train_data, config.train.bptt))
+    train_step = standalone_step(config, corpus.tokenizer.vocab_size, torch.device("cpu"))
+    windows = iter(bptt_windows(batchify(corpus.train, batch_size), config.train.bptt))
+    hidden = train_step.model.init_hidden(batch_size)
 
     def step() -> None:
+        nonlocal hidden
         _, inputs, targets = next(windows)
-        trainer.train_step(inputs, targets)
+        hidden, _ = train_step(inputs, targets, hidden, config.train.lr)
 
     return step, batch_size * config.train.bptt
 

@@ -151,10 +151,10 @@ def masks(run: Path, device_name: str) -> None:
     from rich.console import Console
 
     from lstm_lm.config import load_config
-    from lstm_lm.data import load_corpus
-    from lstm_lm.distributed import barrier, gather, join_world, leave_without_teardown, leave_world
-    from lstm_lm.progress import Reporter
-    from lstm_lm.train import Trainer
+    from lstm_lm.data.corpus import load_corpus
+    from lstm_lm.train.distributed import barrier, gather, join_world, leave_without_teardown, leave_world
+    from lstm_lm.train.progress import Reporter
+    from lstm_lm.train.trainer import Trainer
 
     config = load_config(run / "config.yaml", [])
     world, device = join_world(torch.device(device_name))

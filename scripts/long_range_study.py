@@ -26,19 +26,20 @@ import torch
 from rich.console import Console
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from lstm_lm.agreement.evaluate import evaluate_suites  # noqa: E402
-from lstm_lm.agreement.items import Suite  # noqa: E402
-from lstm_lm.agreement.plot import plot_report  # noqa: E402
-from lstm_lm.agreement.report import suite_report  # noqa: E402
-from lstm_lm.agreement.suite import builtin_suite  # noqa: E402
-from lstm_lm.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
-from lstm_lm.checkpoint import RUN_INFO, load_run  # noqa: E402
-from lstm_lm.config import Config, ModelConfig, load_config  # noqa: E402
-from lstm_lm.data import batchify, load_corpus  # noqa: E402
-from lstm_lm.model import LanguageModel, recurrent_layers, runs_layer_by_layer  # noqa: E402
-from lstm_lm.train import train  # noqa: E402
+from lstm_lm.agreement.evaluate import evaluate_suites
+from lstm_lm.agreement.items import Suite
+from lstm_lm.agreement.plot import plot_report
+from lstm_lm.agreement.report import suite_report
+from lstm_lm.agreement.suite import builtin_suite
+from lstm_lm.atomic import atomic_write_bytes, atomic_write_text
+from lstm_lm.config import Config, ModelConfig, load_config
+from lstm_lm.data.batches import batchify
+from lstm_lm.data.corpus import load_corpus
+from lstm_lm.model.language_model import LanguageModel, recurrent_layers, runs_layer_by_layer
+from lstm_lm.rundir.layout import RUN_INFO
+from lstm_lm.rundir.run_files import load_run
+from lstm_lm.train.run_training import train
 
 CELLS = ("rnn_tanh", "gru", "lstm", "lstm_peephole", "lstm_coupled")
 REFERENCE_CELL = "lstm"  # the cell whose recurrent parameter count the others match

@@ -1,9 +1,9 @@
 """Where a training step's time goes: embedding, recurrent layers, decoder and softmax, optimizer, the rest.
 
-Profiles lstm-lm's own Trainer.train_step with torch.profiler and sums each operator's self time into those
+Profiles lstm-lm's own training step (lstm_lm/train/step.py) with torch.profiler and sums each operator's self time into those
 groups, forward and backward together; "Python and other" is the step's wall time that no operator accounts for.
 An operator belongs to the group of its outermost enclosing event that names one, so the matrix products inside
-the recurrent layers' own forward and backward (lstm_lm/cpu_lstm.py) count as recurrent, not as decoder.
+the recurrent layers' own forward and backward (lstm_lm/kernels/cpu_lstm.py) count as recurrent, not as decoder.
 
 Run: python scripts/profile_step.py [--config configs/ptb-medium.yaml] [--precision fp32|bf16] [--batch 20]
 """
@@ -11,24 +11,20 @@ Run: python scripts/profile_step.py [--config configs/ptb-medium.yaml] [--precis
 from __future__ import annotations
 
 import argparse
-import io
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from lstm_lm.config import load_config  # noqa: E402
-from lstm_lm.data import bptt_windows, load_corpus  # noqa: E402
-from lstm_lm.device import prepare_process  # noqa: E402
-from lstm_lm.progress import Reporter  # noqa: E402
-from lstm_lm.train import Trainer  # noqa: E402
+from lstm_lm.config import load_config
+from lstm_lm.data.batches import batchify, bptt_windows
+from lstm_lm.data.corpus import load_corpus
+from lstm_lm.hardware.device import prepare_process
+from lstm_lm.train.step import standalone_step
 
 # Operator-name fragments -> group, first match wins (names are lower-cased).
 GROUPS = (
@@ -69,17 +65,16 @@ def main() -> None:
     config = load_config(args.config, [f"train.precision={args.precision}", f"train.batch_size={args.batch}",
                                        "train.device=cpu", f"data.cache_dir={cache}"])
     corpus = load_corpus(config.data, config.tokenizer)
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(config, Path(run_dir), corpus, torch.device("cpu"),
-                          Reporter(Path(run_dir) / "metrics.jsonl", Console(file=io.StringIO())))
-        windows = iter(bptt_windows(trainer.train_data, config.train.bptt))
-        for _ in range(3):  # warm-up: first calls allocate and pick kernels
-            trainer.train_step(*next(windows)[1:])
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                trainer.train_step(*next(windows)[1:])
-            wall = (time.perf_counter() - start) / args.steps
+    step = standalone_step(config, corpus.tokenizer.vocab_size, torch.device("cpu"))
+    windows = iter(bptt_windows(batchify(corpus.train, config.train.batch_size), config.train.bptt))
+    hidden = step.model.init_hidden(config.train.batch_size)
+    for _ in range(3):  # warm-up: first calls allocate and pick kernels
+        hidden, _ = step(*next(windows)[1:], hidden, config.train.lr)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            hidden, _ = step(*next(windows)[1:], hidden, config.train.lr)
+        wall = (time.perf_counter() - start) / args.steps
     per_group: dict[str, float] = defaultdict(float)
     for event in profile.events():
         per_group[group_of(event)] += event.self_cpu_time_total / 1e6 / args.steps

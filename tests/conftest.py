@@ -12,8 +12,8 @@ import torch
 from rich.console import Console
 
 from lstm_lm.config import Config, load_config
-from lstm_lm.precision import cpu_bf16_problem
-from lstm_lm.train import train
+from lstm_lm.hardware.precision import cpu_bf16_problem
+from lstm_lm.train.run_training import train
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from lstm_lm.agreement.evaluate import evaluate_suites
 from lstm_lm.agreement.formats import read_suites
-from lstm_lm.checkpoint import load_run
 from lstm_lm.cli import app
-from lstm_lm.model import LanguageModel
+from lstm_lm.model.language_model import LanguageModel
+from lstm_lm.rundir.run_files import load_run
 from tests.conftest import tiny_config, train_quietly
 
 NOUNS = [("dog", "dogs"), ("cat", "cats"), ("bird", "birds"), ("horse", "horses"), ("fox", "foxes")]

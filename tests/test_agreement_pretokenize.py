@@ -1,7 +1,7 @@
 """Splitting untokenized sentences the way the training corpus was, read off the vocabulary."""
 
 from lstm_lm.agreement.pretokenize import CorpusSplitter, word_splitter
-from lstm_lm.tokenizers import CharTokenizer, WordTokenizer
+from lstm_lm.data.tokenizers import CharTokenizer, WordTokenizer
 
 PTB_LIKE = {"<unk>", "<eos>", "the", "dogs", "are", "n't", "here", "'s", "N", "$", "mr.", "role-playing", "dog",
             "ca", "wo", "say", "no"}

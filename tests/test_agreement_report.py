@@ -11,11 +11,11 @@ from lstm_lm.agreement.items import Item, Suite
 from lstm_lm.agreement.plot import load_report, plot_report
 from lstm_lm.agreement.report import breakdown, build_report, distance_bucket, wilson_interval
 from lstm_lm.agreement.suite import builtin_suite
-from lstm_lm.checkpoint import LoadedRun
 from lstm_lm.config import load_config
+from lstm_lm.data.tokenizers import WordTokenizer
 from lstm_lm.errors import UserError
-from lstm_lm.model import LanguageModel
-from lstm_lm.tokenizers import WordTokenizer
+from lstm_lm.model.language_model import LanguageModel
+from lstm_lm.rundir.run_files import LoadedRun
 
 
 def test_wilson_interval_known_values():

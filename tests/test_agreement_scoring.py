@@ -11,11 +11,11 @@ from lstm_lm.agreement.items import Item, Suite
 from lstm_lm.agreement.pairs import PairEncoder, differing_span
 from lstm_lm.agreement.probe import probe
 from lstm_lm.agreement.scoring import score_requests
-from lstm_lm.checkpoint import LoadedRun
 from lstm_lm.config import load_config
+from lstm_lm.data.tokenizers import CharTokenizer, WordTokenizer
 from lstm_lm.errors import UserError
-from lstm_lm.model import LanguageModel
-from lstm_lm.tokenizers import CharTokenizer, WordTokenizer
+from lstm_lm.model.language_model import LanguageModel
+from lstm_lm.rundir.run_files import LoadedRun
 from tests.conftest import needs_cpu_bf16
 
 PAIRS = [  # sentences of many lengths, differing early, late, and in the last word

@@ -12,13 +12,14 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from lstm_lm.agreement.items import Item
 from lstm_lm.agreement.pairs import PairEncoder
 from lstm_lm.agreement.scoring import score_requests
-from lstm_lm.cells import CoupledLSTM, ExplicitLSTM, PeepholeLSTM
-from lstm_lm.checkpoint import load_run, load_tensors
 from lstm_lm.config import load_config
 from lstm_lm.errors import ConfigError
-from lstm_lm.evaluate import evaluate_run
-from lstm_lm.generate import generate
-from lstm_lm.model import LSTM_CELLS, LanguageModel
+from lstm_lm.evaluate.generate import generate
+from lstm_lm.evaluate.perplexity import evaluate_run
+from lstm_lm.model.cells import CoupledLSTM, ExplicitLSTM, PeepholeLSTM
+from lstm_lm.model.language_model import LSTM_CELLS, LanguageModel
+from lstm_lm.rundir.checkpoint import load_tensors
+from lstm_lm.rundir.run_files import load_run
 from tests.conftest import tiny_config, train_quietly
 from tests.test_agreement_scoring import PAIRS, char_tokenizer, direct_log_prob, random_model
 

@@ -4,16 +4,17 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from lstm_lm import cpu_lstm
-from lstm_lm.cpu_lstm import FastLSTM, LSTMLayerFunction
-from lstm_lm.regularization import weight_dropped
+from lstm_lm.model import fast_lstm
+from lstm_lm.kernels.cpu_lstm import LSTMLayerFunction
+from lstm_lm.model.fast_lstm import FastLSTM
+from lstm_lm.model.regularization import weight_dropped
 from tests.conftest import needs_cpu_bf16
 
 
 @pytest.fixture(autouse=True)
 def small_layers_take_the_written_loop(monkeypatch):
-    """The tests' 8-unit layers would run oneDNN's kernel (cpu_lstm.MIN_HIDDEN); here they take the loop."""
-    monkeypatch.setattr(cpu_lstm, "MIN_HIDDEN", 1)
+    """The tests' 8-unit layers would run oneDNN's kernel (fast_lstm.MIN_HIDDEN); here they take the loop."""
+    monkeypatch.setattr(fast_lstm, "MIN_HIDDEN", 1)
 
 
 def outputs_and_gradients(rnn: nn.Module, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
@@ -99,9 +100,9 @@ def test_nn_lstm_runs_where_the_written_loop_does_not_pay(monkeypatch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         with torch.no_grad():
             fast(x)  # evaluation
-        fast(torch.randn(5, cpu_lstm.MAX_BATCH + 1, 6))  # a large batch: oneDNN's fused kernel is faster
+        fast(torch.randn(5, fast_lstm.MAX_BATCH + 1, 6))  # a large batch: oneDNN's fused kernel is faster
         fast(pack_padded_sequence(x, [5, 4, 2]))
-        monkeypatch.setattr(cpu_lstm, "MIN_HIDDEN", 9)
+        monkeypatch.setattr(fast_lstm, "MIN_HIDDEN", 9)
         fast(x)  # a layer narrower than MIN_HIDDEN
     assert calls == []
 
@@ -117,7 +118,7 @@ def test_written_loop_drops_between_layers_in_training_only():
             assert not torch.equal(fast(first)[0], fast(second)[0])
 
 
-@pytest.mark.parametrize("batch", [1, cpu_lstm.MAX_BATCH])
+@pytest.mark.parametrize("batch", [1, fast_lstm.MAX_BATCH])
 def test_written_loop_state_carries_across_windows(batch):
     # Two windows with the state carried over equal one window of both: the final h and c are the right ones.
     reference, fast = lstm_pair(layers=2)

@@ -2,9 +2,11 @@ import pytest
 import torch
 
 from lstm_lm.config import load_config
-from lstm_lm.data import (IGNORE, batchify, bptt_windows, evaluation_layout, load_corpus, read_splits,
-                          split_by_fractions)
+from lstm_lm.data.batches import batchify, bptt_windows, evaluation_layout
+from lstm_lm.data.corpus import load_corpus
+from lstm_lm.data.splits import read_splits, split_by_fractions
 from lstm_lm.errors import UserError
+from lstm_lm.targets import IGNORE
 
 
 def test_batchify_lays_contiguous_text_down_columns():

@@ -13,13 +13,15 @@ import pytest
 import torch
 from rich.console import Console
 
-from lstm_lm.checkpoint import load_tensors
 from lstm_lm.config import config_to_yaml, load_config
-from lstm_lm.data import load_corpus
+from lstm_lm.data.corpus import load_corpus
 from lstm_lm.errors import UserError
-from lstm_lm.model import LanguageModel
-from lstm_lm.progress import read_metrics
-from lstm_lm.train import Reporter, Trainer, train
+from lstm_lm.model.language_model import LanguageModel
+from lstm_lm.rundir.checkpoint import load_tensors
+from lstm_lm.rundir.run_files import read_metrics
+from lstm_lm.train.progress import Reporter
+from lstm_lm.train.run_training import train
+from lstm_lm.train.trainer import Trainer
 from tests.conftest import quiet_console, subprocess_env, tiny_config, train_quietly
 
 
@@ -203,14 +205,14 @@ def test_a_loss_that_stays_nan_stops_the_run_and_never_saves_nan_weights(tmp_pat
 def test_non_finite_weights_are_never_saved(tmp_path, synthetic_corpus):
     trainer = make_trainer(tiny_config(synthetic_corpus, tmp_path / "cache"), tmp_path / "run")
     trainer.save_checkpoint()
-    trainer.record_validation(trainer.validate())
+    trainer.validator.record(trainer.validate(), trainer.state, trainer.elapsed())
     saved_best = load_tensors(tmp_path / "run/model.pt")
     with torch.no_grad():
         trainer.model.embedding.weight[0, 0] = float("nan")
     trainer.state.step = 7
     trainer.save_checkpoint()
     assert load_tensors(tmp_path / "run/checkpoint.pt")["trainer"]["step"] == 0
-    assert not trainer.record_validation(trainer.validate())  # a NaN validation loss is never the best
+    assert not trainer.validator.record(trainer.validate(), trainer.state, trainer.elapsed())  # a NaN validation loss is never the best
     best = load_tensors(tmp_path / "run/model.pt")
     assert all(torch.equal(best[name], saved_best[name]) for name in best)
 

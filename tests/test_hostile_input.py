@@ -6,12 +6,12 @@ import errno
 import pytest
 from typer.testing import CliRunner
 
-from lstm_lm.checkpoint import load_tensors, save_tensors
 from lstm_lm.cli import app
 from lstm_lm.config import config_to_yaml, load_config
-from lstm_lm.data import load_corpus
+from lstm_lm.data.corpus import load_corpus
 from lstm_lm.errors import UserError
-from lstm_lm.progress import Reporter
+from lstm_lm.rundir.checkpoint import load_tensors, save_tensors
+from lstm_lm.train.progress import Reporter
 from tests.conftest import quiet_console, tiny_config, train_quietly, write_synthetic_corpus
 
 runner = CliRunner()

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lstm_lm import losses, products
-from lstm_lm.losses import decoder_nll
+from lstm_lm.kernels import losses, products
+from lstm_lm.kernels.losses import decoder_nll
 
 
 def reference(features, weight, bias, targets, token_weights):

@@ -1,8 +1,8 @@
 import torch
 
 from lstm_lm.config import load_config
-from lstm_lm.data import IGNORE
-from lstm_lm.model import LanguageModel
+from lstm_lm.model.language_model import LanguageModel
+from lstm_lm.targets import IGNORE
 
 
 def make(*overrides):

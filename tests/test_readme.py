@@ -1,4 +1,3 @@
-import ast
 import re
 import subprocess
 import sys
@@ -49,33 +48,3 @@ def test_every_relative_link_in_the_docs_points_at_something_that_exists():
     assert not broken
 
 
-def package_imports() -> dict[str, set[str]]:
-    """Each module of lstm_lm (`train`, `agreement.scoring`) and the lstm_lm modules it imports from."""
-    package = REPO / "lstm_lm"
-    imports = {}
-    for file in sorted(package.rglob("*.py")):
-        parts = file.relative_to(package).with_suffix("").parts
-        if parts[-1] == "__init__":
-            continue
-        here = list(parts[:-1])
-        found = set()
-        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.level:
-                base = here[:len(here) - (node.level - 1)]
-                if node.module:
-                    found.add(".".join(base + [node.module]))
-                for alias in node.names if not node.module else []:
-                    name = ".".join(base + [alias.name])
-                    is_module = (package / (name.replace(".", "/") + ".py")).exists()
-                    found.add(name if is_module else ".".join(base) or "lstm_lm")
-        imports[".".join(parts)] = found
-    return imports
-
-
-def test_architecture_lists_every_module_and_what_it_imports():
-    text = (REPO / "docs/architecture.md").read_text(encoding="utf-8")
-    table = text.split("| module | imports from `lstm_lm` |", 1)[1]
-    documented = {}
-    for module, imports in re.findall(r"^\| `([\w.]+)` \| (.*) \|$", table, re.M):
-        documented[module] = set(re.findall(r"`([\w.]+)`", imports))
-    assert documented == package_imports()

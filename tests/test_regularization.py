@@ -4,26 +4,28 @@ AR/TAR, NT-ASGD weight averaging and variable-length BPTT, one by one and all to
 import json
 import warnings
 
+import lstm_lm.model.stack as stack_module
 import pytest
 import torch
 from torch import nn
 from torch.func import functional_call
 from typer.testing import CliRunner
 
-import lstm_lm.stack as stack_module
-from lstm_lm.averaging import WeightAverage
-from lstm_lm.checkpoint import load_run, load_tensors
 from lstm_lm.cli import app
 from lstm_lm.config import ModelConfig, load_config
-from lstm_lm.data import bptt_windows, load_corpus, variable_bptt_windows
+from lstm_lm.data.batches import bptt_windows, variable_bptt_windows
+from lstm_lm.data.corpus import load_corpus
 from lstm_lm.errors import ConfigError
-from lstm_lm.evaluate import evaluate_layout
-from lstm_lm.model import LanguageModel
-from lstm_lm.progress import read_metrics
-from lstm_lm.regularization import (LockedDropout, PlainDropout, activation_penalty, embedding_dropout,
-                                    is_recurrent_matrix, keep_mask, plain_dropout, weight_dropped)
-from lstm_lm.stack import LayerStack
-from lstm_lm.train import Reporter, Trainer
+from lstm_lm.evaluate.perplexity import evaluate_layout
+from lstm_lm.model.language_model import LanguageModel
+from lstm_lm.model.regularization import (LockedDropout, PlainDropout, activation_penalty, embedding_dropout,
+                                          is_recurrent_matrix, keep_mask, plain_dropout, weight_dropped)
+from lstm_lm.model.stack import LayerStack
+from lstm_lm.rundir.checkpoint import load_tensors
+from lstm_lm.rundir.run_files import load_run, read_metrics
+from lstm_lm.train.averaging import WeightAverage
+from lstm_lm.train.progress import Reporter
+from lstm_lm.train.trainer import Trainer
 from tests.conftest import quiet_console, tiny_config, train_quietly, write_synthetic_corpus
 
 CPU = torch.device("cpu")

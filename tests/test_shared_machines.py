@@ -15,9 +15,9 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from lstm_lm.checkpoint import load_tensors
 from lstm_lm.cli import app
 from lstm_lm.config import config_to_yaml
+from lstm_lm.rundir.checkpoint import load_tensors
 from tests.conftest import REPO, subprocess_env, tiny_config, train_quietly
 
 runner = CliRunner()
@@ -54,7 +54,7 @@ def test_a_second_trainer_is_refused_while_another_process_trains(tmp_path, synt
     holder = start(["-c", textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from lstm_lm.run_lock import run_lock
+        from lstm_lm.rundir.run_lock import run_lock
         with run_lock(Path({str(run_dir)!r})):
             print("locked", flush=True)
             time.sleep(120)
@@ -142,7 +142,7 @@ def test_a_model_too_large_for_the_machine_is_one_line_with_its_size(tmp_path, s
 
 def test_a_failing_allocation_is_the_same_line(tmp_path, synthetic_corpus, monkeypatch):
     # A machine said to be large enough: the allocator itself refuses the recurrent layer's 1.6 PB.
-    monkeypatch.setattr("lstm_lm.memory.device_memory", lambda device: 10**18)
+    monkeypatch.setattr("lstm_lm.model.memory.device_memory", lambda device: 10**18)
     config = tiny_config(synthetic_corpus, tmp_path / "cache", "model.hidden_size=10000000", "train.device=cpu")
     (tmp_path / "config.yaml").write_text(config_to_yaml(config))
     result = runner.invoke(app, ["train", "--config", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "run")])

@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from lstm_lm.config import load_config
-from lstm_lm.data import IGNORE
 from lstm_lm.errors import ConfigError
-from lstm_lm.model import LanguageModel
-from lstm_lm.softmax import AdaptiveSoftmax
+from lstm_lm.model.language_model import LanguageModel
+from lstm_lm.model.softmax import AdaptiveSoftmax
+from lstm_lm.targets import IGNORE
 from tests.conftest import tiny_config, train_quietly
 
 

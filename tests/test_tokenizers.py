@@ -3,9 +3,9 @@ import json
 import pytest
 
 from lstm_lm.config import load_config
-from lstm_lm.data import load_corpus
+from lstm_lm.data.corpus import load_corpus
+from lstm_lm.data.tokenizers import EOS, UNK, fit_tokenizer, tokenizer_from_dict
 from lstm_lm.errors import UserError
-from lstm_lm.tokenizers import EOS, UNK, fit_tokenizer, tokenizer_from_dict
 from tests.conftest import REPO
 
 

@@ -8,14 +8,15 @@ import time
 import pytest
 import torch
 
-from lstm_lm.checkpoint import load_run, load_tensors
 from lstm_lm.config import load_config
-from lstm_lm.data import load_corpus
+from lstm_lm.data.batches import batchify
+from lstm_lm.data.corpus import load_corpus
 from lstm_lm.errors import UserError
-from lstm_lm.progress import read_metrics
-from lstm_lm.schedule import epoch_decay_lr, plateau_lr
-from lstm_lm.train import Reporter, Trainer
-from tests.conftest import REPO, needs_cpu_bf16, quiet_console, subprocess_env, tiny_config, train_quietly
+from lstm_lm.rundir.checkpoint import load_tensors
+from lstm_lm.rundir.run_files import load_run, read_metrics
+from lstm_lm.train.schedule import epoch_decay_lr, plateau_lr
+from lstm_lm.train.step import standalone_step
+from tests.conftest import REPO, needs_cpu_bf16, subprocess_env, tiny_config, train_quietly
 
 
 def unigram_entropy(ids: torch.Tensor) -> float:
@@ -62,18 +63,19 @@ def test_clipping_bounds_the_global_norm(tmp_path, synthetic_corpus, optimizer):
     config = tiny_config(synthetic_corpus, tmp_path / "cache", "train.clip=0.01", f"train.optimizer={optimizer}",
                          "train.weight_decay=0")
     corpus = load_corpus(config.data, config.tokenizer)
-    (tmp_path / "run").mkdir()
-    trainer = Trainer(config, tmp_path / "run", corpus, torch.device("cpu"), Reporter(tmp_path / "m", quiet_console()))
-    inputs, targets = trainer.train_data[:10], trainer.train_data[1:11]
-    before = [p.detach().clone() for p in trainer.parameters]
-    _, pre_clip_norm = trainer.train_step(inputs, targets)
+    train_step = standalone_step(config, corpus.tokenizer.vocab_size, torch.device("cpu"))  # no run directory
+    data = batchify(corpus.train, config.train.batch_size)
+    inputs, targets = data[:10], data[1:11]
+    before = [p.detach().clone() for p in train_step.parameters]
+    _, (_, pre_clip_norm) = train_step(inputs, targets, train_step.model.init_hidden(config.train.batch_size),
+                                       config.train.lr)
     assert pre_clip_norm > 0.1  # the logged norm is the one before clipping
     if optimizer == "sgd":  # plain SGD takes the clipped gradient as a shorter step: lr * 0.01 long in all
-        moves = [(p.detach() - b).norm() for p, b in zip(trainer.parameters, before)]
+        moves = [(p.detach() - b).norm() for p, b in zip(train_step.parameters, before)]
         step = torch.linalg.vector_norm(torch.stack(moves))
-        assert step / trainer.state.lr == pytest.approx(0.01, rel=1e-3)
+        assert step / config.train.lr == pytest.approx(0.01, rel=1e-3)
     else:  # the gradients themselves are scaled
-        after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in trainer.parameters]))
+        after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in train_step.parameters]))
         assert after == pytest.approx(0.01, rel=1e-4)
 
 

@@ -9,17 +9,18 @@ from pathlib import Path
 from rich.console import Console
 
 from ..atomic import atomic_write_text
-from ..checkpoint import load_run
-from ..device import resolve_device
 from ..errors import UserError
-from ..precision import resolve_precision
+from ..hardware.device import resolve_device
+from ..hardware.precision import resolve_precision
+from ..rundir.run_files import load_run
 from .evaluate import DEFAULT_BATCH_SIZE, evaluate_suites
 from .formats import read_suites
 from .plot import load_report, plot_report
 from .probe import probe
 from .render import print_report, probe_table
 from .report import build_report, items_lines
-from .suite import builtin_suite, write_suite as write_pairs
+from .suite import builtin_suite
+from .suite import write_suite as write_pairs
 
 
 def eval_agreement(run_dir: Path | None, paths: list[Path], *, console: Console, warn: Console,

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..checkpoint import LoadedRun
 from ..errors import UserError
-from ..precision import autocast
+from ..hardware.precision import autocast
+from ..rundir.run_files import LoadedRun
 from .items import METHODS, STANDARD_METHOD, Item, Suite
 from .pairs import EncodedPair, PairEncoder
 from .scoring import score_requests

@@ -5,10 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..data import read_text
 from ..errors import UserError
+from ..reading import read_text
 from .items import FORMATS, Suite
-from .read_aligned import GULORDAVA_COLUMNS, LINZEN_COLUMNS, gold_file, read_gulordava, read_linzen
+from .read_aligned import (
+    GULORDAVA_COLUMNS,
+    LINZEN_COLUMNS,
+    gold_file,
+    read_gulordava,
+    read_linzen,
+)
 from .read_pairs import read_pairs_jsonl, read_pairs_tsv
 
 READERS: dict[str, Callable[[Path], Suite]] = {

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..data.tokenizers import Tokenizer
 from ..errors import UserError
-from ..tokenizers import Tokenizer
 from .items import Item
 from .pretokenize import word_splitter
 from .scoring import ScoreRequest

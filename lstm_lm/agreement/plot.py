@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..data import read_text
 from ..errors import UserError
-from ..figures import image_type, new_figure, save_figure
+from ..evaluate.figures import image_type, new_figure, save_figure
+from ..reading import read_text
 
 PANELS = (("distance", "distance from controller to target (words)"), ("attractors", "attractors"))
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Collection
 
-from ..tokenizers import Tokenizer, WordTokenizer
+from ..data.tokenizers import Tokenizer, WordTokenizer
 
 PIECE = re.compile(r"""
       <\w+>                          # a special token: <unk>

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..checkpoint import LoadedRun
 from ..errors import UserError
+from ..rundir.run_files import LoadedRun
 from .evaluate import sentence_start
 from .pairs import PairEncoder
 from .scoring import score_requests

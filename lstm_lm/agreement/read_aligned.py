@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from ..data import read_text
 from ..errors import UserError
+from ..reading import read_text
 from .items import Item, Suite
 from .read_pairs import non_empty
 

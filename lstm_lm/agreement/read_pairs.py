@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..data import read_text
 from ..errors import UserError
+from ..reading import read_text
 from .items import Item, Suite
 
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
-from ..data import IGNORE
-from ..model import Hidden, LanguageModel
+from ..model.language_model import Hidden, LanguageModel
+from ..targets import IGNORE
 
 ROWS_PER_CHUNK = 1024  # positions sent through the output layer at once: 1024 x 33k words of logits is 135 MB
 

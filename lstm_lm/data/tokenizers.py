@@ -11,8 +11,8 @@ import json
 from collections import Counter
 from typing import Any, Iterable
 
-from .config import TokenizerConfig
-from .errors import UserError
+from ..config import TokenizerConfig
+from ..errors import UserError
 
 UNK = "<unk>"
 EOS = "<eos>"

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checkpoint import METRICS
-from .errors import UserError
+from ..errors import UserError
+from ..rundir.layout import METRICS
+from ..rundir.run_files import read_metrics
 from .figures import image_type, new_figure, save_figure
-from .progress import read_metrics
 
 
 def run_curves(run_dir: Path) -> dict[str, list[dict]]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from .atomic import atomic_write_bytes
-from .errors import UserError
+from ..atomic import atomic_write_bytes
+from ..errors import UserError
 
 IMAGE_TYPES = ("png", "pdf", "svg")
 
@@ -20,7 +20,9 @@ def image_type(path: Path) -> str:
 
 
 def new_figure(width: float, height: float):
-    from matplotlib.figure import Figure  # imported here: only the plotting commands need matplotlib
+    from matplotlib.figure import (
+        Figure,  # imported here: only the plotting commands need matplotlib
+    )
 
     return Figure(figsize=(width, height), layout="constrained")
 

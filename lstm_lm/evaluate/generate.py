@@ -1,13 +1,14 @@
-"""Sampling text from a model: temperature, top-k, top-p (nucleus), greedy at temperature 0."""
+"""Sampling text from a model: temperature, top-k, top-p (nucleus), greedy at temperature 0; and the text as it
+comes, token by token."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 
-from .model import LanguageModel
-from .tokenizers import Tokenizer
+from ..data.tokenizers import Tokenizer
+from ..model.language_model import LanguageModel
 
 
 def pick_token(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
@@ -47,3 +48,17 @@ def generate(model: LanguageModel, tokenizer: Tokenizer, prompt_ids: list[int], 
         token = pick_token(logits[-1, 0], temperature, top_k, top_p, generator)
         yield token
         logits, hidden = model(torch.tensor([[token]], device=device), hidden)
+
+
+def stream_text(tokenizer: Tokenizer, prompt_ids: list[int], tokens: Iterable[int]) -> Iterator[str]:
+    """The text each new token adds after the prompt's, ready to print as it comes; together they are the
+    decoded continuation. A byte model's character can take several tokens: until the last one comes, its first
+    bytes decode to U+FFFD, so trailing U+FFFD waits for the next token (or the end) before it is given."""
+    ids = list(prompt_ids)
+    shown = tokenizer.decode(ids)
+    for token in tokens:
+        ids.append(token)
+        text = tokenizer.decode(ids).rstrip("\ufffd")
+        yield text[len(shown):]
+        shown = text
+    yield tokenizer.decode(ids)[len(shown):]

@@ -9,11 +9,19 @@ from typing import Any, Callable
 
 import torch
 
-from .checkpoint import load_run
-from .data import IGNORE, evaluation_layout, read_splits, read_text
-from .errors import UserError, print_warning
-from .model import LanguageModel
-from .precision import autocast, resolve_precision, run_precision
+from ..data.batches import evaluation_layout
+from ..data.splits import read_splits
+from ..errors import UserError, print_warning
+from ..hardware.precision import autocast, resolve_precision, run_precision
+from ..model.language_model import LanguageModel
+from ..reading import read_text
+from ..rundir.run_files import load_run
+from ..targets import IGNORE
+
+
+def perplexity(loss: float) -> float:
+    """exp(mean loss in nats), held finite: exp overflows past ~709, and a diverged run's loss can be larger."""
+    return math.exp(min(loss, 700.0))
 
 
 @dataclass
@@ -23,7 +31,7 @@ class Evaluation:
 
     @property
     def ppl(self) -> float:
-        return math.exp(min(self.loss, 700.0))  # exp overflows past ~709
+        return perplexity(self.loss)
 
     @property
     def bpc(self) -> float:

@@ -2,13 +2,9 @@
 
 glibc serves every block above its mmap threshold (at most 32 MiB) with a fresh mapping and unmaps it on free.
 A training step allocates and frees several blocks larger than that (WikiText-2's 33,278 x 650 embedding
-gradient is 86 MB, and its slice for the tied softmax shortlist gets a second one), so every step the kernel
-hands out fresh zeroed pages and the first write to each 4 KiB page faults: 21 ms to fill 86 MB, against 7 ms in
-reused memory. Served from the heap and never trimmed, freed blocks are reused by later steps. Measured on the
-WikiText-2 1-hour recipe (first 90 s of `lstm-lm train --config configs/wt2-1h.yaml`, this 2-core CPU):
-4,493 tokens/s before, 5,373 after (an earlier pair: 4,176 and 5,627); peak memory 2.16 GB before, 2.25 GB after.
-The heap grows over the first rounds (a 64-byte-aligned request does not fit the block it freed until neighbours
-merge), then stays: the process keeps its peak heap size.
+gradient is 86 MB), so every step the kernel would hand out fresh zeroed pages whose first writes fault. Served
+from the heap and never trimmed, freed blocks are reused by later steps; the process keeps its peak heap size.
+What it gained is in docs/performance.md ("The allocator").
 """
 
 from __future__ import annotations

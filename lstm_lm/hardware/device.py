@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import UserError
 from .allocator import reuse_large_blocks
-from .errors import UserError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -32,6 +32,6 @@ def flush_denormals() -> None:
 
 def prepare_process() -> None:
     """What every command starts with, before torch starts its threads (the benchmark scripts too, to time what the
-    commands run): denormals flushed, large freed blocks kept for reuse (lstm_lm/allocator.py)."""
+    commands run): denormals flushed, large freed blocks kept for reuse (lstm_lm/hardware/allocator.py)."""
     flush_denormals()
     reuse_large_blocks()

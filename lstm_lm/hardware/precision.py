@@ -15,7 +15,7 @@ from typing import Callable, ContextManager
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 from .machine import bf16_unit_flags
 
 

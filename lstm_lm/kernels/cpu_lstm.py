@@ -1,26 +1,15 @@
-"""nn.LSTM with its own time loop and a written-out backward for training on the CPU under bf16 autocast.
+"""One LSTM layer with its own time loop and a written-out backward, for training on the CPU under bf16 autocast.
 
-The fused CPU kernel (oneDNN's `mkldnn_rnn_layer`) runs every product of a batch-20 step through small matrices,
-and its backward took a third of a PTB-medium bf16 step (scripts/profile_step.py). Here only what must wait for
-the step before runs step by step: the product with h_{t-1} forward, and the product with the gates' gradient
-backward. Everything else is one large product over all T·B rows, where the AMX units do well: the input
-projection, and in the backward the input gradient and both weight gradients. The element-wise derivative
-factors are also computed for all steps at once, so the backward loop runs six small operations per step.
+The fused CPU kernel (oneDNN's `mkldnn_rnn_layer`) runs every product of a small-batch step through small
+matrices. Here only what must wait for the step before runs step by step: the product with h_{t-1} forward, and
+the product with the gates' gradient backward. Everything else is one large product over all T·B rows, where the
+AMX units do well: the input projection, and in the backward the input gradient and both weight gradients. The
+element-wise derivative factors are computed for all steps at once, so the backward loop runs six small
+operations per step.
 
 Numbers: the matrix products run in bf16 with fp32 accumulation, the cell state c and the gradients carried
-from step to step (dh, dc) in fp32, as the fused kernels keep them.
-
-`FastLSTM` is an nn.LSTM (same parameters, names and state dict, so checkpoints move freely) that takes this
-path only where it pays: CPU, bf16 autocast, gradients wanted, unpacked inputs, and the shapes where it measured
-faster. One layer, forward and backward over 35 steps, oneDNN's time / this loop's:
-
-    hidden 650:  1.16 at batch 10, 1.25 at 20, about 1.0 at 32, 0.95 at 48, 0.87 at 64, 0.75 at 128
-    hidden 1150: 1.57 at batch 20, 1.34 at 32, 1.20 at 64
-    hidden 200:  0.54 at batch 20;  hidden 400: 0.99;  hidden 512: 0.78 (0.98 at batch 10)
-
-With more rows the per-step element-wise operations, which oneDNN fuses, cost more than the products save, and
-for small layers the loop's per-step Python costs more than the whole fused step. Everywhere else, evaluation,
-fp32, packed sequences and CUDA (cuDNN), nn.LSTM's own kernel runs.
+from step to step (dh, dc) in fp32, as the fused kernels keep them. lstm_lm/model/fast_lstm.py decides where this
+loop runs; the timings behind that are in docs/performance.md ("The written LSTM loop").
 """
 
 from __future__ import annotations
@@ -29,13 +18,15 @@ import functools
 from typing import Callable
 
 import torch
-from torch import nn
-from torch.nn.utils.rnn import PackedSequence
 
-from .cells import CudnnOutsideBf16Autocast
-from .products import (linear_by_blocks, matmul_by_row_blocks, shaped_for_onednn, weight_gradients,
-                       with_bias_column, with_ones_column)
-from .regularization import plain_dropout
+from .products import (
+    linear_by_blocks,
+    matmul_by_row_blocks,
+    shaped_for_onednn,
+    weight_gradients,
+    with_bias_column,
+    with_ones_column,
+)
 
 
 @functools.cache
@@ -54,11 +45,6 @@ def recurrent_product(weight: torch.Tensor, rows: int) -> Callable[[torch.Tensor
         return lambda x, add: torch.addmm(add, x, weight.t())
     packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
     return lambda x, add: torch.ops.mkldnn._linear_pointwise.binary(x, add, packed, None, "add")
-
-
-# The written loop runs for layers of at least MIN_HIDDEN units at batches up to MAX_BATCH (see above).
-MIN_HIDDEN = 600
-MAX_BATCH = 24
 
 
 def wide(dtype: torch.dtype) -> torch.dtype:
@@ -80,7 +66,7 @@ class LSTMLayerFunction(torch.autograd.Function):
         size = w_hh.size(1)
         state_dtype = wide(x.dtype)
         # (T·B, I + 1) rows (x_t, 1) against (W_ih | b_ih + b_hh): the bias rides along as an input column
-        # (lstm_lm/products.py), and both serve the backward again.
+        # (lstm_lm/kernels/products.py), and both serve the backward again.
         rows = with_ones_column(x.reshape(steps * batch, -1))
         w_ih_b = with_bias_column(w_ih, b_ih + b_hh, x.dtype)  # (4H, I + 1)
         from_input = linear_by_blocks(rows, w_ih_b)  # (T·B, 4H): every step's input share in one product
@@ -152,40 +138,9 @@ class LSTMLayerFunction(torch.autograd.Function):
         flat = d_gates.view(steps * batch, 4 * size)
         dx = matmul_by_row_blocks(flat, w_ih).view(steps, batch, inputs) if ctx.needs_input_grad[0] else None
         # Both weights' gradients and the bias's in one product: the gates' gradients times the rows
-        # (x_t, 1, h_{t-1}), written into the parameters' layout and dtype (lstm_lm/products.py).
+        # (x_t, 1, h_{t-1}), written into the parameters' layout and dtype (lstm_lm/kernels/products.py).
         d_w_ih, d_bias, d_w_hh = weight_gradients(flat, [rows, hs[:-1].reshape(steps * batch, size)],
                                                   [inputs, 1, size], ctx.parameter_dtype)
         d_bias = d_bias.view(-1)
         d_h0 = dh.to(hs.dtype) if ctx.needs_input_grad[1] else None
         return dx, d_h0, dc, d_w_ih, d_w_hh, d_bias, d_bias.clone()
-
-
-class FastLSTM(CudnnOutsideBf16Autocast, nn.LSTM):
-    """nn.LSTM (time-major, with biases, one direction) whose CPU bf16 training runs LSTMLayerFunction layer by
-    layer, with nn.LSTM's dropout between layers (plain_dropout: one mask per element); on CUDA under bf16, cuDNN
-    in fp32 (lstm_lm/cells.py)."""
-
-    def forward(self, inputs: torch.Tensor | PackedSequence, state: tuple[torch.Tensor, torch.Tensor] | None = None):
-        if not self.uses_written_loop(inputs):
-            return super().forward(inputs, state)
-        dtype = torch.get_autocast_dtype("cpu")
-        if state is None:
-            zeros = inputs.new_zeros(self.num_layers, inputs.size(1), self.hidden_size, dtype=torch.float32)
-            state = (zeros, zeros)
-        x, last_h, last_c = inputs.to(dtype), [], []
-        with torch.autocast("cpu", enabled=False):  # the function casts what it needs itself
-            for layer in range(self.num_layers):
-                if layer > 0:
-                    x = plain_dropout(x, self.dropout, self.training)
-                weights = [getattr(self, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih",
-                                                                           "bias_hh")]
-                x, h, c = LSTMLayerFunction.apply(x, state[0][layer].to(dtype), state[1][layer].float(), *weights)
-                last_h.append(h)
-                last_c.append(c)
-        return x, (torch.stack(last_h), torch.stack(last_c))
-
-    def uses_written_loop(self, inputs: torch.Tensor | PackedSequence) -> bool:
-        return (not isinstance(inputs, PackedSequence) and inputs.device.type == "cpu" and torch.is_grad_enabled()
-                and inputs.size(1) <= MAX_BATCH and self.hidden_size >= MIN_HIDDEN
-                and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-                and not self.batch_first and not self.bidirectional and self.bias and self.proj_size == 0)

@@ -8,7 +8,7 @@ gradient d nll / d logits = softmax(logits) − onehot(target), once, in the log
 storage. The backward then only multiplies: the incoming per-token gradients g scale the small (N, D) and
 (V,) results rather than the (N, V) gradient.
 
-In bf16 on the CPU the bias rides along as one more input column (lstm_lm/products.py). Elsewhere (fp32 in MKL,
+In bf16 on the CPU the bias rides along as one more input column (lstm_lm/kernels/products.py). Elsewhere (fp32 in MKL,
 CUDA's cuBLAS) the product takes the bias as it is: an odd inner dimension (651) and unaligned rows would keep
 cuBLAS off its tensor-core kernels for the largest product of the step.
 """
@@ -17,8 +17,14 @@ from __future__ import annotations
 
 import torch
 
-from .products import (linear_by_blocks, matmul_by_row_blocks, shaped_for_onednn, weight_gradients,
-                       with_bias_column, with_ones_column)
+from .products import (
+    linear_by_blocks,
+    matmul_by_row_blocks,
+    shaped_for_onednn,
+    weight_gradients,
+    with_bias_column,
+    with_ones_column,
+)
 
 # fp32 logits worked on at a time: on the CPU 2 MB, about one core's L2 cache; on a GPU far more, where every
 # chunk costs a handful of kernel launches and caches do not decide.

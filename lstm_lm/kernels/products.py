@@ -1,21 +1,12 @@
 """Matrix products shaped for oneDNN's bf16 kernels on the CPU: x @ Wᵀ + b for a wide weight W (V, D), the
 weights' gradients gradᵀ @ rows, and products whose row count falls where oneDNN's choice of kernel is slow.
 
-Measured here (2 cores with AMX, bf16, D = 650; N rows):
-- the product against the whole transposed weight runs at about 1 TFLOP/s; cut into blocks of 2,048 output columns
-  written in place, at 2 to 2.6: 10,000 words and N = 4,480: 53 -> 22 ms; N = 700: 7.0 -> 4.3 ms;
-- adding the bias to the (N, V) result afterwards is a broadcast pass that took as long as the product itself
-  (21 ms at N = 4,480), and `addmm` with the bias is no better. Carried as one more input column of ones against
-  a bias column in the weight, it costs nothing.
-- a product (M, K) @ (K, 650) with a long K (2,600 or 10,000: the gradients reaching the inputs of the LSTM's
-  input projection and of the decoder) ran 2 to 3 times slower per row for M between about 450 and 1,200 rows
-  than for 350 or 1,700 rows: K = 10,000, M = 700: 8.8 ms, in blocks of 384 rows 5.5; M = 1,120: 13.8 and 8.6;
-  M = 1,680: 10.7 whole, 13.1 in blocks. K = 2,600, M = 700: 2.5 and 1.5 ms.
-- a weight's gradient gradᵀ @ rows has a column-major left operand, which oneDNN's bf16 product runs about half as
-  fast as a row-major one: 700 rows, (2,600 x 1,300) gradients: 4.2 ms, against 1.7 for rowsᵀ @ grad with rowsᵀ
-  made contiguous (a cheap copy of the thin rows), whose (K, V) result is then cast into the (V, K) layout.
-fp32 products go to MKL on the CPU, which needs none of this (the decoder step ran 10-15% slower with it), and
-CUDA's cuBLAS neither: plain products run there.
+Why each shape (timings in docs/performance.md, "Products shaped for oneDNN"): oneDNN runs a product against a
+whole wide transposed weight well below its block-wise speed; adding a bias to an (N, V) result is a broadcast
+pass as long as the product, while a bias column against a column of ones costs nothing; some row counts between
+about 450 and 1,200 run 2-3 times slower per row than their neighbours, so long products go in row blocks; and a
+column-major left operand runs at half speed, so weight gradients are computed transposed and cast back. fp32
+products go to MKL on the CPU and to cuBLAS on CUDA, which need none of this: plain products run there.
 """
 
 from __future__ import annotations

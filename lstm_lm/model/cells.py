@@ -3,7 +3,7 @@ its equations with two variants.
 
 `inputs` are (T, B, I), or a PackedSequence of rows of different lengths; `outputs` are the top layer's (T, B, H),
 packed the same way. The state is a tuple of (num_layers, B, H) tensors, `(h, c)` for the LSTM cells and `(h,)`
-for the GRU and the plain RNNs, so that every caller detaches, saves and slices it alike (lstm_lm/stack.py keeps
+for the GRU and the plain RNNs, so that every caller detaches, saves and slices it alike (lstm_lm/model/stack.py keeps
 that promise with one (1, B, H_layer) part per layer and state). `None` means zeros.
 
 The LSTM as nn.LSTM computes it (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000), with

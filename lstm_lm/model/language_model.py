@@ -1,28 +1,36 @@
 """The language model: embedding -> stacked recurrent layers -> dropout -> (projection) -> decoder, tied or not.
 
-The recurrent cell is `model.cell` (lstm_lm/cells.py); the decoder is a full linear layer over the vocabulary or an
+The recurrent cell is `model.cell` (lstm_lm/model/cells.py); the decoder is a full linear layer over the vocabulary or an
 adaptive softmax (`model.softmax`). Dropout is plain (`model.dropout`, a new mask at every step) or, where
 `model.dropout_input/hidden/output` are set, locked, with embedding dropout and weight drop beside it
-(lstm_lm/regularization.py); locked dropout between layers, weight drop and per-layer sizes run the layers one by
-one (lstm_lm/stack.py)."""
+(lstm_lm/model/regularization.py); locked dropout between layers, weight drop and per-layer sizes run the layers one by
+one (lstm_lm/model/stack.py)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .cells import CoupledLSTM, ExplicitLSTM, FusedGRU, FusedRNN, PeepholeLSTM, State, set_forget_bias
-from .config import ModelConfig
-from .cpu_lstm import FastLSTM
-from .data import IGNORE
-from .errors import ConfigError
-from .losses import decoder_nll
+from ..config import ModelConfig
+from ..errors import ConfigError
+from ..kernels.losses import decoder_nll
+from ..targets import IGNORE
+from .cells import (
+    CoupledLSTM,
+    ExplicitLSTM,
+    FusedGRU,
+    FusedRNN,
+    PeepholeLSTM,
+    State,
+    set_forget_bias,
+)
+from .fast_lstm import FastLSTM
 from .regularization import LockedDropout, PlainDropout, embedding_dropout
 from .softmax import AdaptiveSoftmax
 from .stack import LayerStack
 
 # (h, c) for the LSTM cells, (h,) for the others; each (num_layers, B, hidden_size), or, run layer by layer,
-# each layer's parts in turn, each (1, B, its size) (lstm_lm/stack.py)
+# each layer's parts in turn, each (1, B, its size) (lstm_lm/model/stack.py)
 Hidden = State
 LSTM_CELLS = ("lstm", "lstm_explicit", "lstm_peephole", "lstm_coupled")
 WRITTEN_CELLS = {"lstm_explicit": ExplicitLSTM, "lstm_peephole": PeepholeLSTM, "lstm_coupled": CoupledLSTM}

@@ -8,9 +8,9 @@ import os
 
 import torch
 
-from .config import ModelConfig
-from .errors import UserError
-from .model import LanguageModel
+from ..config import ModelConfig
+from ..errors import UserError
+from .language_model import LanguageModel
 
 # fp32 copies of the weights that training keeps (autocast leaves weights and optimizer state in fp32): the
 # weights, their gradients and the optimizer's state (AdamW: two moments; NT-ASGD: the running average, once

@@ -83,7 +83,7 @@ def embedding_dropout(embedded: torch.Tensor, tokens: torch.Tensor, vocab_size: 
 
 
 def is_recurrent_matrix(name: str) -> bool:
-    """The hidden-to-hidden weights, in nn.LSTM/GRU/RNN's names and in lstm_lm/cells.py's."""
+    """The hidden-to-hidden weights, in nn.LSTM/GRU/RNN's names and in lstm_lm/model/cells.py's."""
     return name.startswith("weight_hh")
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .losses import decoder_nll
+from ..kernels.losses import decoder_nll
 
 # The number of targets falling in a tail changes every step. Padding the rows sent to a tail up to a multiple of
 # this keeps the set of matrix shapes small: on CPU, oneDNN compiles a kernel per new shape (tens of milliseconds
@@ -85,7 +85,7 @@ class AdaptiveSoftmax(nn.Module):
 
     def target_log_probs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """(N, D), (N,) -> (N,): log p(target), computing each tail only for the rows whose target is in it.
-        Head and tails each run as one decoder_nll step (lstm_lm/losses.py): the head's target is the token
+        Head and tails each run as one decoder_nll step (lstm_lm/kernels/losses.py): the head's target is the token
         itself or its cluster's row."""
         head_targets = targets.clone()
         for i in range(self.clusters):

@@ -1,6 +1,6 @@
 """Recurrent layers run one at a time, for what a fused multi-layer module cannot do: a size per layer (the last
 one sized to the embedding for tying), locked dropout between layers, and weight drop on each layer's
-hidden-to-hidden matrix (AWD-LSTM). Each layer is itself a one-layer fused module (or a cell of lstm_lm/cells.py),
+hidden-to-hidden matrix (AWD-LSTM). Each layer is itself a one-layer fused module (or a cell of lstm_lm/model/cells.py),
 so the fast kernels still run the time loop.
 
 The state is a flat tuple, layer after layer, of each layer's parts: (h_0, c_0, h_1, c_1, ...) for the LSTM cells,

@@ -1,52 +1,21 @@
-"""The run directory: everything needed to rebuild, evaluate, sample from and resume a run.
-
-    RUN_DIR/
-      config.yaml      the fully resolved config
-      tokenizer.json   the tokenizer (plain JSON)
-      model.pt         best weights by validation (a state dict of tensors)
-      checkpoint.pt    the latest weights, optimizer and trainer state, RNG state and hidden state, for --resume
-      checkpoint-STEP.pt   older checkpoints, with train.keep_checkpoints > 1; resume falls back to them
-      run.json         what the run is: format version, status, sizes, best and final numbers
-      metrics.jsonl    one JSON record per line: progress, validation, test
-      train.lock       locked by the trainer training the directory; says its process id and host (run_lock.py)
-
-Tensors are saved with `torch.save` and read back only with `torch.load(weights_only=True)`, which refuses any
-pickle that would run code. Every file is written atomically but train.lock, which holds no results.
-"""
+"""Tensors on disk: the weights (model.pt) and the training checkpoints (checkpoint.pt and the older ones kept
+beside it), written atomically and read back only with `torch.load(weights_only=True)`, which refuses any pickle
+that would run code."""
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import yaml
 
-from . import __version__
-from .atomic import atomic_write_bytes, atomic_write_text
-from .config import Config, config_from_dict, config_to_yaml
-from .errors import UserError
-from .memory import allocate_model
-from .model import LanguageModel
-from .tokenizers import Tokenizer, tokenizer_from_dict, tokenizer_to_json
-
-FORMAT_VERSION = 1
-CONFIG, TOKENIZER, WEIGHTS, CHECKPOINT, RUN_INFO, METRICS = (
-    "config.yaml", "tokenizer.json", "model.pt", "checkpoint.pt", "run.json", "metrics.jsonl")
-
-
-@dataclass
-class LoadedRun:
-    directory: Path
-    config: Config
-    tokenizer: Tokenizer
-    model: LanguageModel
-    info: dict[str, Any]
+from ..atomic import atomic_write_bytes
+from ..errors import UserError
+from ..model.language_model import LanguageModel
+from .layout import CHECKPOINT, FORMAT_VERSION
 
 
 def save_tensors(path: Path, state: dict[str, Any]) -> None:
@@ -151,67 +120,3 @@ def load_model_weights(model: LanguageModel, weights: dict[str, torch.Tensor], w
         shape_line = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line),
                           str(error).splitlines()[0])
         raise UserError(f"{where}: weights do not match the config: {shape_line}") from None
-
-
-def write_run_files(directory: Path, config: Config, tokenizer: Tokenizer) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(directory / CONFIG, config_to_yaml(config))
-    atomic_write_text(directory / TOKENIZER, tokenizer_to_json(tokenizer))
-
-
-def write_run_info(directory: Path, info: dict[str, Any]) -> None:
-    info = {"format_version": FORMAT_VERSION, "lstm_lm_version": __version__, **info}
-    atomic_write_text(directory / RUN_INFO, json.dumps(info, indent=2) + "\n")
-
-
-def read_run_info(directory: Path) -> dict[str, Any]:
-    path = directory / RUN_INFO
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found; is {directory} a run directory made by `lstm-lm train`?") from None
-    except (OSError, ValueError) as error:
-        raise UserError(f"{path}: cannot read ({error})") from None
-    version = info.get("format_version")
-    if version != FORMAT_VERSION:
-        raise UserError(f"{path}: run directory format {version!r}, but this lstm-lm reads format "
-                        f"{FORMAT_VERSION}")
-    return info
-
-
-def read_config(directory: Path) -> Config:
-    path = directory / CONFIG
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found") from None
-    except yaml.YAMLError as error:
-        raise UserError(f"{path}: invalid YAML ({error})") from None
-    return config_from_dict(raw, str(path))
-
-
-def read_tokenizer(directory: Path) -> Tokenizer:
-    path = directory / TOKENIZER
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found") from None
-    except (OSError, ValueError) as error:
-        raise UserError(f"{path}: cannot read ({error})") from None
-    return tokenizer_from_dict(state, str(path))
-
-
-def load_run(directory: str | Path, device: torch.device, weights: str = WEIGHTS) -> LoadedRun:
-    """Rebuild config, tokenizer and model (best weights by default) from a run directory alone."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise UserError(f"{directory}: run directory not found")
-    info = read_run_info(directory)
-    config = read_config(directory)
-    tokenizer = read_tokenizer(directory)
-    model = allocate_model(config.model, tokenizer.vocab_size, device)
-    path = directory / weights
-    state = load_tensors(path)
-    load_model_weights(model, state["model"] if weights == CHECKPOINT else state, path)
-    model.eval()
-    return LoadedRun(directory, config, tokenizer, model, info)

@@ -4,13 +4,17 @@ reads back (metrics.jsonl, one JSON record per line)."""
 from __future__ import annotations
 
 import json
+import math
+import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .errors import UserError
+from ..errors import UserError
+from .distributed import World, sum_over_ranks
 
 
 def format_duration(seconds: float) -> str:
@@ -69,14 +73,31 @@ class Reporter:
             self.progress = None
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Records from metrics.jsonl; a last line cut short by a killed run is skipped."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
+class ProgressInterval:
+    """Loss, gradient norm and tokens summed since the last progress line. The sums stay on the device, so that
+    a step need not wait for its numbers to reach the host."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.grad_norm = torch.zeros((), device=device)
+        self.steps, self.tokens, self.start = 0, 0, time.perf_counter()
+
+    def add(self, numbers: tuple[torch.Tensor, torch.Tensor] | None, tokens: int) -> None:
+        """One step's (mean loss, gradient norm), or None for a bad step, which counts its tokens only."""
+        self.tokens += tokens
+        if numbers is not None:
+            self.loss += numbers[0]
+            self.grad_norm += numbers[1]
+            self.steps += 1
+
+    def flush(self, world: World) -> tuple[float, float, float]:
+        """(mean loss over all ranks, this rank's mean gradient norm, tokens per second), and start afresh. A
+        stretch of bad steps only gives NaN."""
+        now = time.perf_counter()
+        good = self.steps or math.nan
+        loss = sum_over_ranks(self.loss.to(world.device), world).item() / world.size
+        numbers = loss / good, self.grad_norm.item() / good, self.tokens / (now - self.start)
+        self.loss.zero_()
+        self.grad_norm.zero_()
+        self.steps, self.tokens, self.start = 0, 0, now
+        return numbers
