@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 torch.set_num_threads(1)
 
 # Tests of bf16 at hardware speed (oneDNN's bf16 LSTM) skip where the CPU cannot run it, saying why; the fallback
-# and refusal paths are tested everywhere by forcing the capability check (tests/test_precision.py).
+# and refusal paths are tested everywhere by forcing the capability check (tests/hardware/test_precision.py).
 needs_cpu_bf16 = pytest.mark.skipif(cpu_bf16_problem() is not None, reason=f"needs bf16 on this CPU: "
                                                                          f"{cpu_bf16_problem()}")
 

@@ -61,7 +61,7 @@ def peephole_step(gates: torch.Tensor, c: torch.Tensor,
                   peephole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`peephole` (3, H): the diagonal weights p_i, p_f, p_o from the cell to the input, forget and output gates."""
     i, f, g, o = gates.chunk(4, dim=1)
-    p_i, p_f, p_o = peephole
+    p_i, p_f, p_o = peephole.unbind(0)  # (unbind: TorchScript, which lstm_lm/export/ uses, unpacks no tensor)
     c_next = torch.sigmoid(f + p_f * c) * c + torch.sigmoid(i + p_i * c) * torch.tanh(g)
     return torch.sigmoid(o + p_o * c_next) * torch.tanh(c_next), c_next  # the output gate sees the new cell
 

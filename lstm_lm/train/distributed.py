@@ -97,7 +97,7 @@ def leave_world(world: World) -> None:
 def leave_without_teardown(code: int) -> None:
     """End a rank that has finished: its files are written and closed and the process group is gone, but Gloo's
     threads still abort the interpreter's teardown now and then ("terminate called without an active exception",
-    SIGABRT: 1 run in 6 of tests/test_distributed.py's torchrun test), which torchrun reports as a failed rank."""
+    SIGABRT: 1 run in 6 of tests/train/test_distributed.py's torchrun test), which torchrun reports as a failed rank."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

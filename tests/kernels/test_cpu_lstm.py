@@ -4,8 +4,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from lstm_lm.model import fast_lstm
 from lstm_lm.kernels.cpu_lstm import LSTMLayerFunction
+from lstm_lm.model import fast_lstm
 from lstm_lm.model.fast_lstm import FastLSTM
 from lstm_lm.model.regularization import weight_dropped
 from tests.conftest import needs_cpu_bf16

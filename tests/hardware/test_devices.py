@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lstm_lm.train import trainer as train_module
 from lstm_lm.config import load_config
 from lstm_lm.hardware.precision import parse_precision, precision_problem
 from lstm_lm.kernels.losses import decoder_nll
 from lstm_lm.model.fast_lstm import FastLSTM
 from lstm_lm.rundir.checkpoint import load_tensors, save_tensors
+from lstm_lm.train import trainer as train_module
 from tests.conftest import tiny_config, train_quietly
 
 cuda = pytest.mark.cuda

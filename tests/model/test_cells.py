@@ -21,7 +21,7 @@ from lstm_lm.model.language_model import LSTM_CELLS, LanguageModel
 from lstm_lm.rundir.checkpoint import load_tensors
 from lstm_lm.rundir.run_files import load_run
 from tests.conftest import tiny_config, train_quietly
-from tests.test_agreement_scoring import PAIRS, char_tokenizer, direct_log_prob, random_model
+from tests.agreement.test_agreement_scoring import PAIRS, char_tokenizer, direct_log_prob, random_model
 
 WRITTEN = {"lstm_explicit": ExplicitLSTM, "lstm_peephole": PeepholeLSTM, "lstm_coupled": CoupledLSTM}
 MODULES = {"lstm": torch.nn.LSTM, **WRITTEN, "gru": torch.nn.GRU, "rnn_tanh": torch.nn.RNN, "rnn_relu": torch.nn.RNN}
