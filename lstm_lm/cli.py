@@ -185,6 +185,28 @@ def plot(
     print(f"wrote {output}")
 
 
+@app.command(name="import")
+@user_errors_exit
+def import_command(
+    model_file: Path = typer.Argument(..., metavar="MODEL.pt",
+                                      help="A whole RNNModel saved by the PyTorch word_language_model example or "
+                                           "colorlessgreenRNNs (torch.save(model)), either file format."),
+    out: Path = typer.Option(..., "--out", "-o", help="The run directory to write."),
+    vocab: Optional[Path] = typer.Option(None, "--vocab", help="The vocabulary: one token per line, id = line."),
+    corpus: Optional[Path] = typer.Option(None, "--corpus",
+                                          help="The directory the model was trained on (train.txt, valid.txt, "
+                                               "test.txt): rebuilds the example's own vocabulary."),
+    force: bool = typer.Option(False, "--force", help="Replace a run already in --out."),
+) -> None:
+    """Turn a model trained elsewhere into a run directory, reading its tensors without running its pickle."""
+    from .foreign.import_run import import_run
+
+    info = import_run(model_file, out, vocab=vocab, corpus=corpus, force=force)
+    source = info["imported_from"]
+    print(f"imported {source['model']}, {info['parameters']:,} parameters, vocabulary {info['vocab_size']:,}, "
+          f"from {source['format']} file into {out}")
+
+
 @app.command(name="eval-agreement")
 @user_errors_exit
 def eval_agreement(
