@@ -185,6 +185,28 @@ def plot(
     print(f"wrote {output}")
 
 
+@app.command()
+@user_errors_exit
+def surprisal(
+    run_dir: Path = typer.Argument(..., help="A run directory (trained, or made by `lstm-lm import`)."),
+    file: Path = typer.Argument(..., help="Text with one sentence per line."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the TSV here [default: stdout]."),
+    words: bool = typer.Option(False, "--words", help="One row per input word, its pieces' surprisals summed."),
+    entropy: bool = typer.Option(False, "--entropy", help="Add the entropy of each next-token distribution."),
+    context: str = typer.Option("sentence", "--context",
+                                help="sentence: each line from a fresh state; document: the state carried on."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Sentences scored together."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+) -> None:
+    """Each token's surprisal in bits, as lm-zoo's TSV (sentence_id, token_id, token, surprisal)."""
+    from .agreement.surprisal_command import surprisal_run
+
+    counts = surprisal_run(run_dir, file, output, words=words, entropy=entropy, context=context,
+                           batch_size=batch_size, device=device)
+    stderr.print(f"{counts['sentences']:,} sentences, {counts['tokens']:,} tokens in {counts['seconds']:.2f} s "
+                 f"({counts['tokens'] / max(counts['seconds'], 1e-9):,.0f} tokens/s)")
+
+
 @app.command(name="import")
 @user_errors_exit
 def import_command(

@@ -8,6 +8,7 @@ prime the model with it, as if the text began a new line.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import Any, Iterable
 
@@ -36,6 +37,11 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """A prompt or a sentence: no line end is added."""
+        raise NotImplementedError
+
+    def encode_with_spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """`encode(text)` and, for each id, the characters of `text` it came from (start, end): what lines tokens up
+        with the parts of a sentence, such as a SyntaxGym suite's regions."""
         raise NotImplementedError
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -92,6 +98,10 @@ class WordTokenizer(Tokenizer):
     def encode(self, text: str) -> list[int]:
         return [self.stoi.get(word, self.unk_id) for word in self.words(text)]
 
+    def encode_with_spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        spans = [match.span() for match in re.finditer(r"\S+", text)]
+        return self.encode(text), spans  # lowercasing keeps whitespace where it was, so the words line up
+
     def decode(self, ids: Iterable[int]) -> str:
         pieces: list[str] = []
         for i in ids:
@@ -142,6 +152,17 @@ class CharTokenizer(Tokenizer):
         return [lookup(u, 0) for u in self.split(text)]
 
     encode_corpus = encode
+
+    def encode_with_spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        # Character by character: lowercasing may turn one character into two (İ), and a byte model reads several
+        # bytes for one character; each unit keeps the span of the character it came from.
+        ids: list[int] = []
+        spans: list[tuple[int, int]] = []
+        for position, character in enumerate(text):
+            units = self.encode(character)
+            ids.extend(units)
+            spans.extend([(position, position + 1)] * len(units))
+        return ids, spans
 
     def decode(self, ids: Iterable[int]) -> str:
         units = [self.units[i] for i in ids]
@@ -197,6 +218,10 @@ class BPETokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         return self.model.encode(text, add_special_tokens=False).ids
+
+    def encode_with_spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        encoding = self.model.encode(text, add_special_tokens=False)
+        return encoding.ids, [tuple(offset) for offset in encoding.offsets]  # offsets into text as given
 
     def decode(self, ids: Iterable[int]) -> str:
         lines, current = [], []

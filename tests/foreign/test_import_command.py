@@ -58,7 +58,7 @@ def originals_perplexity(original: RNNModel, ids: torch.Tensor, boundary: int, b
 
 
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
-def test_import_then_evaluate_and_sample(tmp_path, tied):
+def test_import_then_evaluate_sample_and_score(tmp_path, tied):
     corpus = write_corpus(tmp_path / "corpus")
     vocabulary = example_dictionary(corpus)
     torch.manual_seed(0)
@@ -96,6 +96,16 @@ def test_import_then_evaluate_and_sample(tmp_path, tied):
     sampled = runner.invoke(app, ["sample", str(tmp_path / "run"), "--prompt", "the cat", "--tokens", "5",
                                   "--seed", "1"])
     assert sampled.exit_code == 0 and sampled.stdout.startswith("the cat")
+
+    (tmp_path / "sentences.txt").write_text("the cat sat\nthe zebra ran\n", encoding="utf-8")
+    scored = runner.invoke(app, ["surprisal", str(tmp_path / "run"), str(tmp_path / "sentences.txt")])
+    assert scored.exit_code == 0, scored.output
+    rows = [line.split("\t") for line in scored.stdout.splitlines()[1:]]
+    assert [row[2] for row in rows] == ["the", "cat", "sat", "the", "<unk>", "ran"]
+    with torch.no_grad():  # the first word's surprisal: the original module's, after <eos>
+        log_probs, _ = original.eval()(torch.tensor([[run.tokenizer.boundary_id]]), original.init_hidden(1))
+    assert float(rows[0][3]) == pytest.approx(-float(log_probs[0, run.tokenizer.stoi["the"]]) / math.log(2),
+                                              abs=1e-4)
 
     again = runner.invoke(app, ["import", str(model_file), "--corpus", str(corpus), "--out", str(tmp_path / "run")])
     assert again.exit_code == 2 and "already holds a run" in again.stderr
