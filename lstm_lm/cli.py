@@ -236,10 +236,11 @@ def eval_agreement(
                                              "train` (with --plot: the image to write, .png, .pdf or .svg)."),
     paths: Optional[list[Path]] = typer.Argument(None, metavar="FILE_OR_DIR", help="Test files, or "
                                                  "directories of them; none: the built-in suite."),
-    format_name: str = typer.Option("auto", "--format", help="auto, pairs-jsonl, pairs-tsv, linzen or gulordava."),
+    format_name: str = typer.Option("auto", "--format", help="auto, pairs-jsonl, pairs-tsv, linzen, gulordava or "
+                                    "syntaxgym."),
     method: str = typer.Option("auto", "--method", help="auto (each format's own), sentence or target."),
     skip_oov: bool = typer.Option(False, "--skip-oov", help="Leave out pairs whose deciding words are out of "
-                                  "vocabulary."),
+                                  "vocabulary (SyntaxGym: predictions that read a region with <unk>)."),
     output: Optional[Path] = typer.Option(None, "--output", help="Write the report as JSON."),
     items: Optional[Path] = typer.Option(None, "--items", help="Write one JSON line per item, with its scores."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, show_default="256",
@@ -254,6 +255,8 @@ def eval_agreement(
                                                "Lines."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw this report (written by --output) into the "
                                         "image named by the argument."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse a file with a malformed item (two forms the same "
+                                "word, an empty sentence) rather than skip the item with a warning."),
 ) -> None:
     """Does the model prefer "the flights the airline was cancelling were full" to "... was full"? Accuracy on
     agreement test sets (see docs/agreement.md)."""
@@ -262,4 +265,4 @@ def eval_agreement(
     run_eval_agreement(run_dir, paths or [], console=Console(highlight=False), warn=stderr, format_name=format_name,
                        method=method, skip_oov=skip_oov, output=output, items=items, batch_size=batch_size,
                        device=device, precision=precision, prefix=prefix, candidates=candidates,
-                       write_suite=write_suite, plot=plot)
+                       write_suite=write_suite, plot=plot, strict=strict)

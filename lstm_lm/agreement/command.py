@@ -15,12 +15,18 @@ from ..hardware.precision import resolve_precision
 from ..rundir.run_files import load_run
 from .evaluate import DEFAULT_BATCH_SIZE, evaluate_suites
 from .formats import read_suites
+from .items import Skipped
 from .plot import load_report, plot_report
 from .probe import probe
 from .render import print_report, probe_table
 from .report import build_report, items_lines
 from .suite import builtin_suite
 from .suite import write_suite as write_pairs
+from .syntaxgym_evaluate import evaluate_gym_suites
+from .syntaxgym_report import add_gym_report, gym_items_lines
+from .syntaxgym_suite import GymSuite
+
+SHOWN_SKIPPED = 20  # warning lines for malformed items; the report lists every one
 
 
 def eval_agreement(run_dir: Path | None, paths: list[Path], *, console: Console, warn: Console,
@@ -28,7 +34,7 @@ def eval_agreement(run_dir: Path | None, paths: list[Path], *, console: Console,
                    output: Path | None = None, items: Path | None = None, batch_size: int | None = None,
                    precision: str = "fp32",
                    device: str = "auto", prefix: str | None = None, candidates: str | None = None,
-                   write_suite: Path | None = None, plot: Path | None = None) -> None:
+                   write_suite: Path | None = None, plot: Path | None = None, strict: bool = False) -> None:
     """Everything is read and checked, then scored, then written: an error leaves no report behind."""
     if plot is not None:
         if run_dir is None or paths:
@@ -53,7 +59,7 @@ def eval_agreement(run_dir: Path | None, paths: list[Path], *, console: Console,
         run_probe(run_dir, prefix, candidates.split(","), device, console, warn)
         return
     run_evaluation(run_dir, paths, format_name, method, skip_oov, output, items,
-                   batch_size or DEFAULT_BATCH_SIZE, device, precision, console)
+                   batch_size or DEFAULT_BATCH_SIZE, device, precision, console, warn, strict)
 
 
 def run_plot(report_path: Path, image: Path, console: Console) -> None:
@@ -72,15 +78,28 @@ def run_probe(run_dir: Path, prefix: str, candidates: list[str], device: str, co
 
 def run_evaluation(run_dir: Path, paths: list[Path], format_name: str, method: str, skip_oov: bool,
                    output: Path | None, items: Path | None, batch_size: int, device: str, precision: str,
-                   console: Console) -> None:
-    suites = read_suites(paths, format_name) if paths else [builtin_suite()]
+                   console: Console, warn: Console, strict: bool = False) -> None:
+    suites = read_suites(paths, format_name, strict) if paths else [builtin_suite()]
+    pair_suites = [suite for suite in suites if not isinstance(suite, GymSuite)]
+    gym_suites = [suite for suite in suites if isinstance(suite, GymSuite)]
     target = resolve_device(device)
     dtype = resolve_precision(precision, target, "--precision")
     run = load_run(run_dir, target)
-    results = evaluate_suites(run, suites, method, skip_oov, batch_size, dtype)
-    report = build_report(str(run_dir), results)
+    results = evaluate_suites(run, pair_suites, method, skip_oov, batch_size, dtype, strict)
+    gym_results = evaluate_gym_suites(run, gym_suites, skip_oov, batch_size, dtype)
+    warn_skipped(warn, [entry for result in results for entry in result.skipped])
+    report = add_gym_report(build_report(str(run_dir), results), gym_results)
     if output is not None:
         atomic_write_text(output, json.dumps(report, indent=2) + "\n")
     if items is not None:
-        atomic_write_text(items, items_lines(results))
+        atomic_write_text(items, items_lines(results) + gym_items_lines(gym_results))
     print_report(console, report)
+
+
+def warn_skipped(warn: Console, skipped: list[Skipped]) -> None:
+    """One line per malformed item skipped, naming its file and line, the first SHOWN_SKIPPED of them."""
+    for entry in skipped[:SHOWN_SKIPPED]:
+        warn.print(f"warning: skipped {entry.where}: {entry.reason}", markup=False)
+    if len(skipped) > SHOWN_SKIPPED:
+        warn.print(f"warning: ... and {len(skipped) - SHOWN_SKIPPED:,} more malformed items skipped (--output "
+                   f"lists them all)", markup=False)

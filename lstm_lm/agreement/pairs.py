@@ -1,5 +1,6 @@
 """From a minimal pair to what the scorer reads: both sentences split the way the training corpus was, encoded,
-and cut into a shared prefix and the alternatives the chosen method compares.
+and cut into a shared prefix and the alternatives the chosen method compares. A pair that cannot be compared this
+way (the same sentence twice once split, say) is a MalformedItem: skipped and counted, unless --strict.
 
     sentence method   the flights the airline was | cancelling were full     the shared ids are read once;
                                                   | cancelling was full      each score is the whole sentence's
@@ -12,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..data.tokenizers import Tokenizer
-from ..errors import UserError
-from .items import Item
+from .items import Item, MalformedItem
 from .pretokenize import word_splitter
 from .scoring import ScoreRequest
 
@@ -34,16 +34,18 @@ class PairEncoder:
     def encode(self, item: Item, method: str) -> EncodedPair:
         good, bad = self.split(item.good), self.split(item.bad)
         if not good or not bad:
-            raise UserError(f"{item.where}: a sentence is empty once split the way the model's corpus was")
+            raise MalformedItem(item.where, "empty-sentence",
+                                "a sentence is empty once split the way the model's corpus was")
         start, good_end, bad_end = differing_span(good, bad)
         if good_end == start and bad_end == start:
-            raise UserError(f"{item.where}: the two sentences are the same once split the way the model's corpus "
-                            f"was ({' '.join(good)!r})")
+            raise MalformedItem(item.where, "same-sentences", f"the two sentences are the same once split the way "
+                                                              f"the model's corpus was ({' '.join(good)!r})")
         deciding = good[start:good_end] + bad[start:bad_end]
         if method == "target":
             if good_end - start != 1 or bad_end - start != 1:
-                raise UserError(f"{item.where}: --method target needs sentences that differ in one word; these "
-                                f"differ in {' '.join(good[start:good_end])!r} and {' '.join(bad[start:bad_end])!r}")
+                raise MalformedItem(item.where, "not-one-word", f"--method target needs sentences that differ in "
+                                    f"one word; these differ in {' '.join(good[start:good_end])!r} and "
+                                    f"{' '.join(bad[start:bad_end])!r}")
             request = self.target_request(" ".join(good[:start]), good[start], bad[start])
         else:
             request = self.sentence_request(" ".join(good), " ".join(bad))

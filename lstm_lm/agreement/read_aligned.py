@@ -1,15 +1,21 @@
 """Prefix-and-target files: a `.text` file of tokenized sentences and a line-aligned `.gold` file naming the target
 position and its two forms. Linzen et al. (4 columns, format 3) and Gulordava et al. (12 columns, with nonce
-variants and an optional `.tab` table of attractor counts, format 4)."""
+variants and an optional `.tab` table of attractor counts, format 4).
+
+An item with its two forms the same word (the Linzen et al. set as committed in colorlessgreenRNNs has four:
+`wherein wherein`, `lie lie`, ...), a form missing or an empty sentence is skipped and counted (refused with
+`strict`). What says the files do not fit together is refused whole: a .text without its .gold, line counts that
+differ, a wrong number of columns, an index outside its sentence or one that names neither form."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import UserError
 from ..reading import read_text
-from .items import Item, Suite
+from .items import Item, ItemCollector, MalformedItem, Suite
 from .read_pairs import non_empty
 
 LINZEN_COLUMNS = 4  # index, correct form, wrong form, attractors
@@ -25,37 +31,66 @@ def gold_file(text_path: Path) -> Path:
     return gold
 
 
-def read_linzen(text_path: Path) -> Suite:
-    items = []
-    for where, words, cells in aligned_lines(text_path, LINZEN_COLUMNS):
-        index = target_index(cells[0], words, where)
-        # The sentences are the originals, so the word at the index is one of the forms; when it is not, the
-        # file counts differently (from 1, or to the word before the target) and every prefix would be wrong.
-        if words[index].lower() not in (cells[1].lower(), cells[2].lower()):
-            raise UserError(f"{where}: the word at target index {index} is {words[index]!r}, neither {cells[1]!r} "
-                            f"nor {cells[2]!r} (indices count from 0 and name the target word itself)")
-        attractors = integer_cell(cells[3], "attractor count", where)
-        items.append(minimal_pair(words, index, cells[1], cells[2], where, {"attractors": attractors}))
-    return non_empty(Suite(text_path.stem, "linzen", items), text_path)
+def read_linzen(text_path: Path, strict: bool = False) -> Suite:
+    kept = ItemCollector(strict)
+    for line in aligned_lines(text_path, LINZEN_COLUMNS):
+        with kept.item():
+            kept.items.append(linzen_item(line))
+    return non_empty(Suite(text_path.stem, "linzen", kept.items, kept.skipped), text_path)
 
 
-def read_gulordava(text_path: Path) -> Suite:
+def linzen_item(line: AlignedLine) -> Item:
+    where, words, cells = line.where, line.words(), line.cells
+    index = target_index(cells[0], words, where)
+    # The sentences are the originals, so the word at the index is one of the forms; when it is not, the file
+    # counts differently (from 1, or to the word before the target) and every prefix would be wrong.
+    if words[index].lower() not in (cells[1].lower(), cells[2].lower()):
+        raise UserError(f"{where}: the word at target index {index} is {words[index]!r}, neither {cells[1]!r} "
+                        f"nor {cells[2]!r} (indices count from 0 and name the target word itself)")
+    attractors = integer_cell(cells[3], "attractor count", where)
+    return minimal_pair(words, index, cells[1], cells[2], where, {"attractors": attractors})
+
+
+def read_gulordava(text_path: Path, strict: bool = False) -> Suite:
     attractors = read_attractor_table(text_path.with_suffix(".tab"))
-    items = []
-    for where, words, cells in aligned_lines(text_path, GULORDAVA_COLUMNS):
-        pattern, construction, sentence_id = cells[0], cells[1], cells[2]
-        index = target_index(cells[3], words, where)
-        controller = integer_cell(cells[9], "controller_idx", where)
-        groups: dict[str, str | int] = {"pattern": pattern, "type": "original" if sentence_id == "0" else "nonce",
-                                        "distance": index - controller}
-        if (pattern, construction, sentence_id) in attractors:
-            groups["attractors"] = attractors[pattern, construction, sentence_id]
-        items.append(minimal_pair(words, index, cells[6], cells[7], where, groups))
-    return non_empty(Suite(text_path.stem, "gulordava", items), text_path)
+    kept = ItemCollector(strict)
+    for line in aligned_lines(text_path, GULORDAVA_COLUMNS):
+        with kept.item():
+            kept.items.append(gulordava_item(line, attractors))
+    return non_empty(Suite(text_path.stem, "gulordava", kept.items, kept.skipped), text_path)
 
 
-def aligned_lines(text_path: Path, columns: int) -> Iterator[tuple[str, list[str], list[str]]]:
-    """(where, the sentence's words without its final <eos>, the gold line's cells) for each line pair."""
+def gulordava_item(line: AlignedLine, attractors: dict[tuple[str, str, str], int]) -> Item:
+    where, words, cells = line.where, line.words(), line.cells
+    pattern, construction, sentence_id = cells[0], cells[1], cells[2]
+    index = target_index(cells[3], words, where)
+    controller = integer_cell(cells[9], "controller_idx", where)
+    groups: dict[str, str | int] = {"pattern": pattern, "type": "original" if sentence_id == "0" else "nonce",
+                                    "distance": index - controller}
+    if (pattern, construction, sentence_id) in attractors:
+        groups["attractors"] = attractors[pattern, construction, sentence_id]
+    return minimal_pair(words, index, cells[6], cells[7], where, groups)
+
+
+@dataclass(frozen=True)
+class AlignedLine:
+    where: str  # the .gold file and line, which items are named by
+    text_where: str  # the .text file and line
+    sentence: str
+    cells: list[str]  # the .gold line's
+
+    def words(self) -> list[str]:
+        """The sentence's words without its final <eos>; an empty sentence is a malformed item."""
+        words = self.sentence.split()
+        if words and words[-1] == "<eos>":
+            words.pop()
+        if not words:
+            raise MalformedItem(self.text_where, "empty-sentence", "empty sentence")
+        return words
+
+
+def aligned_lines(text_path: Path, columns: int) -> Iterator[AlignedLine]:
+    """Each line of the .text file with its line of the .gold file, whose column count is checked."""
     gold = gold_file(text_path)
     sentences = read_text(text_path, "utf-8").splitlines()
     golds = read_text(gold, "utf-8").splitlines()
@@ -67,12 +102,7 @@ def aligned_lines(text_path: Path, columns: int) -> Iterator[tuple[str, list[str
         cells = gold_line.split("\t")
         if len(cells) != columns:
             raise UserError(f"{where}: expected {columns} tab-separated columns, found {len(cells)}")
-        words = sentence.split()
-        if words and words[-1] == "<eos>":
-            words.pop()
-        if not words:
-            raise UserError(f"{text_path}:{number}: empty sentence")
-        yield where, words, cells
+        yield AlignedLine(where, f"{text_path}:{number}", sentence, cells)
 
 
 def target_index(cell: str, words: list[str], where: str) -> int:
@@ -86,8 +116,10 @@ def target_index(cell: str, words: list[str], where: str) -> int:
 def minimal_pair(words: list[str], index: int, correct: str, wrong: str, where: str,
                  groups: dict[str, str | int]) -> Item:
     """The sentence with the correct form at `index`, and with the wrong one."""
-    if not correct or not wrong or correct == wrong:
-        raise UserError(f"{where}: needs two different forms, found {correct!r} and {wrong!r}")
+    if not correct or not wrong:
+        raise MalformedItem(where, "empty-form", f"needs two different forms, found {correct!r} and {wrong!r}")
+    if correct == wrong:
+        raise MalformedItem(where, "same-forms", f"needs two different forms, found {correct!r} and {wrong!r}")
     good = " ".join(words[:index] + [correct] + words[index + 1:])
     bad = " ".join(words[:index] + [wrong] + words[index + 1:])
     return Item(good, bad, where, groups)

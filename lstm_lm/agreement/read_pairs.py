@@ -1,4 +1,7 @@
-"""Minimal-pair files: JSON Lines (BLiMP style, format 1) and TSV (Marvin & Linzen style, format 2)."""
+"""Minimal-pair files: JSON Lines (BLiMP style, format 1) and TSV (Marvin & Linzen style, format 2).
+
+A line that is not JSON, or has the wrong number of columns, is refused with the file; a pair with a sentence
+missing or empty, or the same sentence twice, is skipped and counted (refused with `strict`)."""
 
 from __future__ import annotations
 
@@ -8,13 +11,13 @@ from typing import Any
 
 from ..errors import UserError
 from ..reading import read_text
-from .items import Item, Suite
+from .items import Item, ItemCollector, MalformedItem, Suite
 
 
-def read_pairs_jsonl(path: Path) -> Suite:
+def read_pairs_jsonl(path: Path, strict: bool = False) -> Suite:
     """One object per line with `sentence_good` and `sentence_bad`; `UID` is the condition. The fields the built-in
     suite writes (`subcondition`, `attractors`, `distance`) are read back as groups; other fields are ignored."""
-    items = []
+    kept = ItemCollector(strict)
     for number, line in enumerate(read_text(path, "utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -25,7 +28,6 @@ def read_pairs_jsonl(path: Path) -> Suite:
             raise UserError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
         if not isinstance(record, dict):
             raise UserError(f"{where}: expected a JSON object with sentence_good and sentence_bad")
-        good, bad = (sentence(record.get(key), key, where) for key in ("sentence_good", "sentence_bad"))
         groups: dict[str, str | int] = {"condition": str(record.get("UID", path.stem))}
         for field, key in (("linguistics_term", "term"), ("subcondition", "subcondition")):
             if field in record:
@@ -33,11 +35,12 @@ def read_pairs_jsonl(path: Path) -> Suite:
         for key in ("attractors", "distance"):
             if key in record:
                 groups[key] = integer_field(record[key], key, where)
-        items.append(Item(good, bad, where, groups))
-    return non_empty(Suite(path.stem, "pairs-jsonl", items), path)
+        with kept.item():
+            kept.items.append(pair(record.get("sentence_good"), record.get("sentence_bad"), where, groups))
+    return non_empty(Suite(path.stem, "pairs-jsonl", kept.items, kept.skipped), path)
 
 
-def read_pairs_tsv(path: Path) -> Suite:
+def read_pairs_tsv(path: Path, strict: bool = False) -> Suite:
     """A header naming `sentence_good`, `sentence_bad` (and `subcondition`), or plain two-column lines. The file
     name is the condition."""
     rows = [(number, line.split("\t")) for number, line in enumerate(read_text(path, "utf-8").splitlines(), 1)
@@ -52,21 +55,21 @@ def read_pairs_tsv(path: Path) -> Suite:
     else:
         raise UserError(f"{path}:1: expected a header naming sentence_good and sentence_bad, or two "
                         f"tab-separated columns, found {len(header)}")
-    items = []
+    kept = ItemCollector(strict)
     for number, cells in data:
         where = f"{path}:{number}"
         if len(cells) != len(columns):
             raise UserError(f"{where}: expected {len(columns)} tab-separated columns, found {len(cells)}")
         row = dict(zip(columns, cells))
-        good, bad = (sentence(row[key], key, where) for key in ("sentence_good", "sentence_bad"))
         groups: dict[str, str | int] = {"condition": path.stem}
         if "subcondition" in row:
             groups["subcondition"] = row["subcondition"]
             nouns = noun_numbers(row["subcondition"])
             if nouns is not None:
                 groups["nouns"] = nouns
-        items.append(Item(good, bad, where, groups))
-    return non_empty(Suite(path.stem, "pairs-tsv", items), path)
+        with kept.item():
+            kept.items.append(pair(row["sentence_good"], row["sentence_bad"], where, groups))
+    return non_empty(Suite(path.stem, "pairs-tsv", kept.items, kept.skipped), path)
 
 
 def noun_numbers(subcondition: str) -> str | None:
@@ -83,9 +86,16 @@ def noun_numbers(subcondition: str) -> str | None:
     return "match" if len(set(subjects)) == 1 else "mismatch"
 
 
+def pair(good: Any, bad: Any, where: str, groups: dict[str, str | int]) -> Item:
+    good, bad = sentence(good, "sentence_good", where), sentence(bad, "sentence_bad", where)
+    if good == bad:
+        raise MalformedItem(where, "same-sentences", f"the two sentences are the same ({good!r})")
+    return Item(good, bad, where, groups)
+
+
 def sentence(value: Any, key: str, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise UserError(f"{where}: missing or empty '{key}'")
+        raise MalformedItem(where, "empty-sentence", f"missing or empty '{key}'")
     return value.strip()
 
 
@@ -96,6 +106,11 @@ def integer_field(value: Any, key: str, where: str) -> int:
 
 
 def non_empty(suite: Suite, path: Path) -> Suite:
+    """The suite, unless nothing in it can be scored: a file whose every item is malformed is refused whole."""
     if not suite.items:
+        if suite.skipped:
+            first = suite.skipped[0]
+            raise UserError(f"{first.where}: {first.reason}; no item of the file can be scored "
+                            f"({len(suite.skipped):,} malformed)")
         raise UserError(f"{path}: no minimal pairs in the file")
     return suite

@@ -1,13 +1,15 @@
-"""Accuracy with Wilson 95% intervals, broken down by each item's groups; the report and items files' contents."""
+"""Accuracy with Wilson 95% intervals, broken down by each item's groups; the malformed items skipped; the report
+and items files' contents."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, Iterable
 
 from .evaluate import Outcome, SuiteResult
+from .items import Skipped
 
 Z_95 = 1.959964  # the standard normal quantile for a two-sided 95% interval
 # Breakdowns in the order a reader looks for them; keys a format adds beyond these follow, alphabetically.
@@ -75,16 +77,26 @@ def breakdown(outcomes: list[Outcome]) -> list[dict[str, Any]]:
             for key, order in sorted(members, key=position)]
 
 
+def skipped_report(skipped: list[Skipped]) -> dict[str, Any]:
+    """{"n", "reasons": {kind: count}, "items": [{"where", "kind", "reason"}]}: the malformed items left out."""
+    return {"n": len(skipped), "reasons": dict(Counter(entry.kind for entry in skipped)),
+            "items": [{"where": entry.where, "kind": entry.kind, "reason": entry.reason} for entry in skipped]}
+
+
 def suite_report(result: SuiteResult) -> dict[str, Any]:
     return {"name": result.suite.name, "format": result.suite.format, "method": result.method,
             **accuracy(result.outcomes), "oov": result.oov, "oov_words": result.oov_words,
-            "oov_left_out": result.oov_left_out, "groups": breakdown(result.outcomes)}
+            "oov_left_out": result.oov_left_out, "skipped": skipped_report(result.skipped),
+            "groups": breakdown(result.outcomes)}
 
 
 def build_report(run: str, results: list[SuiteResult]) -> dict[str, Any]:
-    """What `--output` writes: every suite with its breakdowns, then all scored pairs together."""
+    """What `--output` writes: every suite with its breakdowns, then all scored pairs together, and the malformed
+    items skipped in all of them. (SyntaxGym suites join it in syntaxgym_report.add_gym_report.)"""
     every_outcome = [outcome for result in results for outcome in result.outcomes]
-    return {"run": run, "suites": [suite_report(result) for result in results], "overall": accuracy(every_outcome)}
+    skipped = [entry for result in results for entry in result.skipped]
+    return {"run": run, "suites": [suite_report(result) for result in results], "overall": accuracy(every_outcome),
+            "skipped": {key: value for key, value in skipped_report(skipped).items() if key != "items"}}
 
 
 def items_lines(results: list[SuiteResult]) -> str:

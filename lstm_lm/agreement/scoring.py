@@ -12,6 +12,10 @@ endings after the words a minimal pair shares). A batch of requests takes two pa
 `pack_padded_sequence` lets rows of different lengths share a pass: the recurrent layers never read padding, and
 the final state they return ((h, c) for the LSTM cells, (h,) for the others) is each row's own. Scores equal those
 of each sentence scored alone (a test checks to 1e-4).
+
+SyntaxGym suites need each token's own log-probability rather than sums: `token_log_probs` reads whole sentences,
+a batch of them in one packed pass, and hands back every position's score (and, where asked, that of the
+boundary token after the sentence: the model's end of sentence).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..model.language_model import Hidden, LanguageModel
 from ..targets import IGNORE
@@ -73,6 +77,42 @@ def score_batch(model: LanguageModel, boundary_id: int, requests: list[ScoreRequ
         grouped.append(flat[start: start + len(request.continuations)])
         start += len(request.continuations)
     return grouped
+
+
+@torch.inference_mode()
+def token_log_probs(model: LanguageModel, boundary_id: int, sentences: list[list[int]], score_end: list[bool], *,
+                    batch_size: int) -> list[list[float]]:
+    """Each token's log-probability (natural log) in its sentence, read from a fresh state primed with the boundary
+    token, the first token included; where `score_end` says so, one more: the boundary token after the last (the
+    model's end of sentence). One packed pass per batch of sentences; a sentence may be empty."""
+    found: list[list[float]] = []
+    for start in range(0, len(sentences), batch_size):
+        rows, targets = [], []
+        for ids, end in zip(sentences[start: start + batch_size], score_end[start: start + batch_size]):
+            if end or not ids:  # the last token is read too, to predict the boundary (or nothing, when empty)
+                rows.append([boundary_id, *ids])
+                targets.append([*ids, boundary_id if end else IGNORE])
+            else:  # the last token predicts nothing that is asked for: not read
+                rows.append([boundary_id, *ids[:-1]])
+                targets.append(ids)
+        output, _ = run_packed(model, rows, None)
+        found.extend(position_log_probs(model, output, targets))
+    return found
+
+
+def position_log_probs(model: LanguageModel, output: PackedSequence, targets: list[list[int]]) -> list[list[float]]:
+    """log p(target) at every position of each row whose target is not IGNORE, in order; `targets` are as long as
+    the rows that made `output`, and IGNORE appears only at a row's end."""
+    device = output.data.device
+    packed_targets = pack_padded_sequence(padded_columns(targets, IGNORE, device), row_lengths(targets),
+                                          enforce_sorted=False)
+    scored = packed_targets.data != IGNORE
+    log_probs = output.data.new_zeros(len(scored), dtype=torch.float32)
+    log_probs[scored] = target_log_probs(model, output.data[scored], packed_targets.data[scored]).float()
+    by_row, _ = pad_packed_sequence(PackedSequence(log_probs, output.batch_sizes, output.sorted_indices,
+                                                   output.unsorted_indices))  # (T, B)
+    columns = by_row.t().tolist()
+    return [column[: sum(1 for target in row if target != IGNORE)] for column, row in zip(columns, targets)]
 
 
 def run_packed(model: LanguageModel, rows: list[list[int]], hidden: Hidden | None) -> tuple[PackedSequence, Hidden]:

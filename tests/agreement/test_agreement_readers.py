@@ -158,3 +158,67 @@ def test_missing_path_and_empty_directory(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match=r"empty: no agreement test files"):
         read_suites([tmp_path / "empty"])
+
+
+def linzen_with_warts(directory):
+    """Four items as the Linzen et al. set is committed: the second has its two forms the same word (its line 2423
+    reads `3	lie	lie	0`), the fourth an empty sentence."""
+    write(directory / "agr.text", ["the keys to the cabinet are here <eos>", "many lie in the sun <eos>",
+                                   "the dog runs <eos>", "<eos>"])
+    write(directory / "agr.gold", ["5\tare\tis\t1", "1\tlie\tlie\t0", "2\truns\trun\t0", "0\tis\tare\t0"])
+    return directory / "agr.text"
+
+
+def test_malformed_items_are_skipped_counted_and_named(tmp_path):
+    [suite] = read_suites([linzen_with_warts(tmp_path)])
+    assert [item.where for item in suite.items] == [f"{tmp_path / 'agr.gold'}:1", f"{tmp_path / 'agr.gold'}:3"]
+    assert [(entry.where, entry.kind, entry.reason) for entry in suite.skipped] == [
+        (f"{tmp_path / 'agr.gold'}:2", "same-forms", "needs two different forms, found 'lie' and 'lie'"),
+        (f"{tmp_path / 'agr.text'}:4", "empty-sentence", "empty sentence")]
+
+
+def test_strict_refuses_the_first_malformed_item_as_before(tmp_path):
+    with pytest.raises(UserError) as error:
+        read_suites([linzen_with_warts(tmp_path)], strict=True)
+    assert str(error.value) == f"{tmp_path / 'agr.gold'}:2: needs two different forms, found 'lie' and 'lie'"
+
+
+def test_malformed_pairs_are_skipped_and_a_file_of_nothing_else_refused(tmp_path):
+    path = write(tmp_path / "pairs.jsonl", [
+        json.dumps({"sentence_good": "The dog runs.", "sentence_bad": "The dog run."}),
+        json.dumps({"sentence_good": "The dog runs.", "sentence_bad": "The dog runs."}),
+        json.dumps({"sentence_good": " ", "sentence_bad": "The dog run."}),
+    ])
+    [suite] = read_suites([path])
+    assert len(suite.items) == 1
+    assert [(entry.where, entry.kind) for entry in suite.skipped] == [
+        (f"{path}:2", "same-sentences"), (f"{path}:3", "empty-sentence")]
+    tsv = write(tmp_path / "pairs.tsv", ["the dog runs\tthe dog runs", "the dogs run\t"])
+    with pytest.raises(UserError) as error:
+        read_suites([tsv])
+    assert str(error.value) == (f"{tsv}:1: the two sentences are the same ('the dog runs'); no item of the file "
+                                f"can be scored (2 malformed)")
+
+
+def test_gulordava_items_with_the_same_two_forms_are_skipped(tmp_path):
+    prefix = "The lamps that the old man repaired"
+    write(tmp_path / "generated.text", ["The lamps that the old man repaired shine again . <eos>"] * 2)
+    gold = "L!NOUN_VERB\t0\t{sid}\t7\tVERB\tMood=Ind|Number=Plur\t{good}\t{bad}\tshine\t1\tNOUN\t" + prefix
+    write(tmp_path / "generated.gold", [gold.format(sid=0, good="shine", bad="shines"),
+                                        gold.format(sid=1, good="ambientazione", bad="ambientazione")])
+    [suite] = read_suites([tmp_path / "generated.text"])
+    assert len(suite.items) == 1 and [entry.kind for entry in suite.skipped] == ["same-forms"]
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_what_cannot_be_meant_is_refused_with_or_without_strict(tmp_path, strict):
+    write(tmp_path / "agr.text", ["the dog runs <eos>", "many lie here <eos>"])
+    write(tmp_path / "agr.gold", ["2\truns\trun\t0", "1\tlie\tlie\t0"])
+    write(tmp_path / "out.text", ["many lie here <eos>", "the dogs run <eos>", "many lie here <eos>"])
+    write(tmp_path / "out.gold", ["1\tlie\tlie\t0", "3\trun\truns\t0", "1\tlie\tlie\t0"])  # an index outside
+    with pytest.raises(UserError, match=r"out.gold:2: target index 3 is outside its sentence" if not strict else
+                       r"out.gold:1: needs two different forms, found 'lie' and 'lie'$"):
+        read_suites([tmp_path / "out.text"], strict=strict)
+    (tmp_path / "agr.gold").unlink()
+    with pytest.raises(UserError, match=r"agr.gold: not found"):
+        read_suites([tmp_path / "agr.text"], strict=strict)
