@@ -229,6 +229,28 @@ def import_command(
           f"from {source['format']} file into {out}")
 
 
+@app.command(name="export")
+@user_errors_exit
+def export_command(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `lstm-lm train`."),
+    format_name: str = typer.Option(..., "--format", help="onnx (for onnxruntime; needs pip install -e "
+                                    "'.\\[export]') or torchscript (for torch.jit.load)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The file to write; FILE.json beside it describes it."),
+) -> None:
+    """The best weights as a step function, token ids and state in, log-probabilities and new state out, that
+    runs without lstm-lm (see docs/export.md)."""
+    from .export.command import export_run
+
+    report = export_run(run_dir, format_name, output)
+    state = ", ".join(f"{part['input']} {tuple(part['shape'])}" for part in report["state"])
+    print(f"wrote {report['file']} ({report['format']}, {report['bytes'] / 1e6:.1f} MB; state {state}) and "
+          f"{report['sidecar']}")
+    if report["max_difference"] is None:
+        print("not checked against lstm-lm: onnxruntime is not installed")
+    else:
+        print(f"checked against lstm-lm: log-probabilities and state within {report['max_difference']:.1e}")
+
+
 @app.command(name="eval-agreement")
 @user_errors_exit
 def eval_agreement(

@@ -19,7 +19,8 @@ MAY_IMPORT = {
     "train": {"evaluate", "rundir", "model", "data", "hardware"},
     "agreement": {"evaluate", "rundir", "model", "data", "hardware"},
     "foreign": {"evaluate", "rundir", "model", "data", "hardware"},
-    "cli": {"train", "evaluate", "rundir", "agreement", "foreign", "model", "data", "hardware", "kernels"},
+    "export": {"rundir", "model", "data", "hardware", "evaluate"},
+    "cli": {"train", "evaluate", "rundir", "agreement", "foreign", "export", "model", "data", "hardware", "kernels"},
 }
 
 
