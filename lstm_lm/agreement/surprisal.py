@@ -2,8 +2,8 @@
 as the TSV lm-zoo's `get-surprisals` writes (`sentence_id	token_id	token	surprisal`, ids from 1), so that the
 analysis scripts of the field read it unchanged.
 
-    context sentence   each line from a fresh state primed with the boundary token (<eos>), scored in packed
-                       batches of lines; every token's surprisal, the first included
+    context sentence   each line from a fresh state primed with the boundary token (<eos>), scored in batches
+                       of lines of about the same length; every token's surprisal, the first included
     context document   the lines as one text, the state carried across them (each line still ends with <eos>,
                        which is read but not reported)
 
@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..data.tokenizers import Tokenizer, WordTokenizer
 from ..model.language_model import LanguageModel
 from ..reading import read_text
+from ..targets import IGNORE
 from .pretokenize import word_splitter
-from .scoring import padded_columns, row_lengths, run_packed
+from .scoring import padded_columns
 
 BITS = 1 / math.log(2)
 HEADER = ("sentence_id", "token_id", "token", "surprisal")
@@ -84,22 +84,30 @@ def encode_sentence(number: int, line: str, tokenizer: Tokenizer, split) -> Sent
 @torch.inference_mode()
 def score_sentences(model: LanguageModel, boundary_id: int, sentences: list[Sentence], *, batch_size: int,
                     entropy: bool) -> list[Scored]:
-    """Each sentence from a fresh state primed with the boundary token, `batch_size` sentences per packed pass."""
+    """Each sentence from a fresh state primed with the boundary token, `batch_size` sentences of about the same
+    length per pass. The rows are padded at their ends rather than packed: a position never depends on what
+    follows it, and the unpacked layers run the fused CPU kernels, which packed sequences cannot (they took ten
+    times as long on the PTB 1-hour model)."""
     model.eval()
-    scored = []
-    for start in range(0, len(sentences), batch_size):
-        batch = [sentence for sentence in sentences[start: start + batch_size] if sentence.ids]
-        output, _ = run_packed(model, [[boundary_id, *s.ids[:-1]] for s in batch], None)
-        # packed as run_packed packs the inputs: the same lengths, so the same order
-        targets = pack_padded_sequence(padded_columns([s.ids for s in batch], 0, output.data.device),
-                                       row_lengths([s.ids for s in batch]), enforce_sorted=False)
-        surprisal, spread = position_scores(model, output.data, targets.data, entropy)
-        rows = [unpack(values, output) for values in (surprisal, spread) if values is not None]
-        for index, sentence in enumerate(batch):
-            scored.append(Scored(sentence, rows[0][index], rows[1][index] if entropy else None))
-        scored += [Scored(s, [], [] if entropy else None) for s in sentences[start: start + batch_size] if not s.ids]
-    order = {sentence.number: rank for rank, sentence in enumerate(sentences)}
-    return sorted(scored, key=lambda item: order[item.sentence.number])
+    device = model.embedding.weight.device
+    by_length = sorted((s for s in sentences if s.ids), key=lambda s: len(s.ids))
+    found: dict[int, Scored] = {s.number: Scored(s, [], [] if entropy else None) for s in sentences if not s.ids}
+    for start in range(0, len(by_length), batch_size):
+        batch = by_length[start: start + batch_size]
+        inputs = padded_columns([[boundary_id, *s.ids[:-1]] for s in batch], boundary_id, device)  # (T, B)
+        targets = padded_columns([s.ids for s in batch], IGNORE, device)
+        output, _ = model.rnn(model.embed(inputs), model.init_hidden(len(batch)))  # (T, B, H)
+        kept = targets != IGNORE
+        surprisal, spread = position_scores(model, output[kept], targets[kept], entropy)
+        # output[kept] lists positions row by row of the (T, B) grid, time first: back to each sentence's order
+        positions = kept.nonzero().tolist()
+        rows: list[list[int]] = [[] for _ in batch]
+        for index, (_, column) in enumerate(positions):
+            rows[column].append(index)
+        for column, sentence in enumerate(batch):
+            found[sentence.number] = Scored(sentence, surprisal[rows[column]].tolist(),
+                                            spread[rows[column]].tolist() if entropy else None)
+    return [found[sentence.number] for sentence in sentences]
 
 
 @torch.inference_mode()
@@ -145,13 +153,6 @@ def position_scores(model: LanguageModel, outputs: torch.Tensor, targets: torch.
         else:
             surprisal.append(-model.target_log_probs(features, wanted).float() * BITS)
     return torch.cat(surprisal).cpu(), torch.cat(spread).cpu() if entropy else None
-
-
-def unpack(values: torch.Tensor, like: PackedSequence) -> list[list[float]]:
-    """Packed per-position values -> one list per row, in the rows' original order."""
-    packed = PackedSequence(values, like.batch_sizes.cpu(), like.sorted_indices.cpu(), like.unsorted_indices.cpu())
-    padded, lengths = pad_packed_sequence(packed)  # (T, B)
-    return [padded[: int(length), row].tolist() for row, length in enumerate(lengths)]
 
 
 def table_rows(scored: list[Scored], tokenizer: Tokenizer, words: bool) -> Iterator[list[str]]:

@@ -102,7 +102,10 @@ def gym_summary(suites: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def add_gym_report(report: dict[str, Any], results: list[GymSuiteResult]) -> dict[str, Any]:
-    """The report of report.build_report with the SyntaxGym suites added to its suites, and their means."""
+    """The report of report.build_report with the SyntaxGym suites added to its suites, and their means (none
+    without SyntaxGym suites)."""
+    if not results:
+        return report
     suites = [gym_suite_report(result) for result in results]
     report["suites"].extend(suites)
     report["syntaxgym"] = gym_summary(suites)
