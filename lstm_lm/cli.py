@@ -50,9 +50,7 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks
          threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: "
                                                "torch's choice; 1 is often faster on a busy machine).")) -> None:
     settings["debug"] = debug
-    from .hardware.device import (
-        prepare_process,  # imports torch: here, not at the top, to keep --help quick
-    )
+    from .hardware.device import prepare_process  # imports torch: here, not at the top, to keep --help quick
 
     prepare_process()
     if threads is not None:

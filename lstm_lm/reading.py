@@ -11,9 +11,10 @@ from .errors import UserError
 
 
 def read_text(path: Path, encoding: str, errors: str = "strict",
-              warn: Callable[[str], None] = lambda message: None) -> str:
+              warn: Callable[[str], None] = lambda message: None, errors_key: str | None = None) -> str:
     """A text file's content. A binary file (a NUL byte) is refused; undecodable bytes are an error naming their
-    offset, or with errors="replace" become U+FFFD, said once in `warn`."""
+    offset, or with errors="replace" become U+FFFD, said once in `warn`. `errors_key` names the config key that
+    chooses between the two (data.errors for a corpus), for the message to point at."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -31,10 +32,10 @@ def read_text(path: Path, encoding: str, errors: str = "strict",
         return data.decode(encoding)
     except UnicodeDecodeError as error:
         if errors != "replace":
-            raise UserError(f"{path}: not valid {encoding} at byte offset {error.start} (data.errors=replace "
-                            f"decodes such bytes as U+FFFD)") from None
+            hint = f" ({errors_key}=replace decodes such bytes as U+FFFD)" if errors_key else ""
+            raise UserError(f"{path}: not valid {encoding} at byte offset {error.start}{hint}") from None
         warn(f"warning: {path}: not valid {encoding} from byte offset {error.start}; invalid bytes read as U+FFFD "
-             f"(data.errors=replace)")
+             f"({errors_key}=replace)")
         return data.decode(encoding, errors="replace")
 
 

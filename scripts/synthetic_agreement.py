@@ -15,12 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from lstm_lm.agreement.synthetic_corpus import (
-    DEFAULT_MAX_DISTANCE,
-    DEFAULT_PAIRS_PER_DISTANCE,
-    DEFAULT_TRAIN_TOKENS,
-    write_corpus,
-)
+from lstm_lm.agreement.synthetic_corpus import (DEFAULT_MAX_DISTANCE, DEFAULT_PAIRS_PER_DISTANCE, DEFAULT_TRAIN_TOKENS,
+                                                write_corpus)
 from lstm_lm.errors import UserError
 
 

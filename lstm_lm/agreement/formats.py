@@ -9,13 +9,7 @@ from typing import Callable
 from ..errors import UserError
 from ..reading import read_text
 from .items import FORMATS, Suite
-from .read_aligned import (
-    GULORDAVA_COLUMNS,
-    LINZEN_COLUMNS,
-    gold_file,
-    read_gulordava,
-    read_linzen,
-)
+from .read_aligned import GULORDAVA_COLUMNS, LINZEN_COLUMNS, gold_file, read_gulordava, read_linzen
 from .read_pairs import read_pairs_jsonl, read_pairs_tsv
 from .syntaxgym_suite import GymSuite, check_distinct_names, read_suite
 

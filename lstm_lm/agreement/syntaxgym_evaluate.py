@@ -17,14 +17,7 @@ from ..hardware.precision import autocast
 from ..rundir.run_files import LoadedRun
 from .evaluate import DEFAULT_BATCH_SIZE, sentence_start
 from .scoring import token_log_probs
-from .syntaxgym_align import (
-    EMPTY,
-    EOS,
-    SCORED,
-    UNSCORABLE,
-    AlignedRegion,
-    RegionAligner,
-)
+from .syntaxgym_align import EMPTY, EOS, SCORED, UNSCORABLE, AlignedRegion, RegionAligner
 from .syntaxgym_formula import evaluate, needed_regions
 from .syntaxgym_suite import GymItem, GymPrediction, GymSuite
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..reading import read_text
 from .syntaxgym_formula import Formula, parse_formula, references
 
 
@@ -114,14 +115,7 @@ def read_suite(path: Path) -> GymSuite:
 
 
 def load_json(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path}: not valid UTF-8 at byte offset {error.start}") from None
-    except OSError as error:
-        raise UserError(f"{path}: cannot read: {error.strerror}") from None
+    text = read_text(path, "utf-8")
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:

@@ -43,7 +43,7 @@ def read_splits(config: DataConfig, warn: Callable[[str], None] = lambda message
     if not root.exists():
         raise UserError(f"{root}: corpus not found (data.path)")
     if root.is_file():
-        text = read_text(root, config.encoding, config.errors, warn)
+        text = read_text(root, config.encoding, config.errors, warn, errors_key="data.errors")
         texts = {split: text for split, text in split_by_fractions(text, config.valid_fraction,
                                                                     config.test_fraction).items() if split in splits}
         where = {split: f"{root} ({split} share)" for split in splits}
@@ -53,7 +53,7 @@ def read_splits(config: DataConfig, warn: Callable[[str], None] = lambda message
             found = [root / name for name in SPLIT_FILES[split] if (root / name).is_file()]
             if not found:
                 raise UserError(f"{root}: no {split} file (looked for {', '.join(SPLIT_FILES[split])})")
-            texts[split] = read_text(found[0], config.encoding, config.errors, warn)
+            texts[split] = read_text(found[0], config.encoding, config.errors, warn, errors_key="data.errors")
             where[split] = str(found[0])
     for split, text in texts.items():
         if not text.strip():

@@ -20,9 +20,7 @@ def image_type(path: Path) -> str:
 
 
 def new_figure(width: float, height: float):
-    from matplotlib.figure import (
-        Figure,  # imported here: only the plotting commands need matplotlib
-    )
+    from matplotlib.figure import Figure  # imported here: only the plotting commands need matplotlib
 
     return Figure(figsize=(width, height), layout="constrained")
 

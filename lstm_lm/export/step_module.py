@@ -28,14 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..model.cells import (
-    CoupledLSTM,
-    ExplicitLSTM,
-    PeepholeLSTM,
-    coupled_step,
-    lstm_step,
-    peephole_step,
-)
+from ..model.cells import CoupledLSTM, ExplicitLSTM, PeepholeLSTM, coupled_step, lstm_step, peephole_step
 from ..model.language_model import LSTM_CELLS, LanguageModel, layer_sizes
 from ..model.stack import LayerStack
 

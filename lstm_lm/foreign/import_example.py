@@ -9,8 +9,7 @@ from typing import Any
 
 import torch
 
-from lstm_lm.errors import UserError
-
+from ..errors import UserError
 from .pytorch_example import ExampleModel, read_example_model
 from .to_lstm_lm import model_section, state_dict
 from .vocabulary import check_vocabulary_size, corpus_vocabulary, vocab_file

@@ -16,8 +16,7 @@ from typing import Any
 
 import torch
 
-from lstm_lm.errors import UserError
-
+from ..errors import UserError
 from .safe_pickle import Inert, PickleRefused, TensorRecord, shown
 from .torch_file import read_checkpoint
 

@@ -29,8 +29,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from lstm_lm.errors import UserError
-
+from ..errors import UserError
 from .safe_pickle import PickleRefused, RestrictedUnpickler, StorageRecord, shown
 
 ZIP_SIGNATURE = b"PK\x03\x04"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lstm_lm.errors import UserError
+from ..errors import UserError
+from ..reading import read_text
 
 EXAMPLE_SPLITS = ("train.txt", "valid.txt", "test.txt")  # the order data.Corpus reads them in
 EOS = "<eos>"
@@ -19,7 +20,7 @@ EOS = "<eos>"
 def vocab_file(path: Path) -> list[str]:
     """One token per line; a final newline ends the last line rather than adding an empty one. A line that is
     empty or holds whitespace, or a token seen before, is an error naming the line: their ids would be ambiguous."""
-    lines = read_utf8(path).split("\n")
+    lines = read_text(path, "utf-8").split("\n")
     if lines[-1] == "":
         lines.pop()
     tokens: list[str] = []
@@ -50,20 +51,10 @@ def lines_of(path: Path) -> list[str]:
     r"""The file's lines as the example's `for line in open(path, 'r', encoding="utf8")` yields them: split at \n,
     \r and \r\n (universal newlines), not at the other line breaks str.splitlines knows (\x0b, \x1c, U+2028, ...),
     which str.split() then treats as spaces, as the example does."""
-    text = read_utf8(path).replace("\r\n", "\n").replace("\r", "\n")
+    text = read_text(path, "utf-8").replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     return lines[:-1] if lines[-1] == "" else lines
 
-
-def read_utf8(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except OSError as error:
-        raise UserError(f"{path}: cannot read: {error.strerror}") from None
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path}: not valid UTF-8 at byte offset {error.start}") from None
 
 
 def check_vocabulary_size(tokens: list[str], embedding_rows: int, model_path: Path, source: str, unit: str) -> None:

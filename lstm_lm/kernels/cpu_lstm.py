@@ -19,14 +19,8 @@ from typing import Callable
 
 import torch
 
-from .products import (
-    linear_by_blocks,
-    matmul_by_row_blocks,
-    shaped_for_onednn,
-    weight_gradients,
-    with_bias_column,
-    with_ones_column,
-)
+from .products import (linear_by_blocks, matmul_by_row_blocks, shaped_for_onednn, weight_gradients, with_bias_column,
+                       with_ones_column)
 
 
 @functools.cache

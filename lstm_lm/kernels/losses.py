@@ -17,14 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from .products import (
-    linear_by_blocks,
-    matmul_by_row_blocks,
-    shaped_for_onednn,
-    weight_gradients,
-    with_bias_column,
-    with_ones_column,
-)
+from .products import (linear_by_blocks, matmul_by_row_blocks, shaped_for_onednn, weight_gradients, with_bias_column,
+                       with_ones_column)
 
 # fp32 logits worked on at a time: on the CPU 2 MB, about one core's L2 cache; on a GPU far more, where every
 # chunk costs a handful of kernel launches and caches do not decide.

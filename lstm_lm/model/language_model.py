@@ -15,15 +15,7 @@ from ..config import ModelConfig
 from ..errors import ConfigError
 from ..kernels.losses import decoder_nll
 from ..targets import IGNORE
-from .cells import (
-    CoupledLSTM,
-    ExplicitLSTM,
-    FusedGRU,
-    FusedRNN,
-    PeepholeLSTM,
-    State,
-    set_forget_bias,
-)
+from .cells import CoupledLSTM, ExplicitLSTM, FusedGRU, FusedRNN, PeepholeLSTM, State, set_forget_bias
 from .fast_lstm import FastLSTM
 from .regularization import LockedDropout, PlainDropout, embedding_dropout
 from .softmax import AdaptiveSoftmax

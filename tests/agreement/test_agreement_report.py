@@ -9,12 +9,7 @@ import torch
 from lstm_lm.agreement.evaluate import Outcome, SuiteResult, evaluate_suites
 from lstm_lm.agreement.items import Item, Suite
 from lstm_lm.agreement.plot import load_report, plot_report
-from lstm_lm.agreement.report import (
-    breakdown,
-    build_report,
-    distance_bucket,
-    wilson_interval,
-)
+from lstm_lm.agreement.report import breakdown, build_report, distance_bucket, wilson_interval
 from lstm_lm.agreement.suite import builtin_suite
 from lstm_lm.config import load_config
 from lstm_lm.data.tokenizers import WordTokenizer

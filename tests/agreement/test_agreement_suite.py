@@ -8,13 +8,7 @@ import pytest
 from lstm_lm.agreement.formats import read_suites
 from lstm_lm.agreement.pairs import differing_span
 from lstm_lm.agreement.pretokenize import CorpusSplitter
-from lstm_lm.agreement.suite import (
-    CONSTRUCTIONS,
-    ITEMS_PER_CONSTRUCTION,
-    builtin_suite,
-    fill,
-    write_suite,
-)
+from lstm_lm.agreement.suite import CONSTRUCTIONS, ITEMS_PER_CONSTRUCTION, builtin_suite, fill, write_suite
 from tests.conftest import REPO
 
 

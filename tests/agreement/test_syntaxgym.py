@@ -6,17 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lstm_lm.agreement.syntaxgym_formula import (
-    Arithmetic,
-    Comparison,
-    Logical,
-    Number,
-    Region,
-    evaluate,
-    needed_regions,
-    parse_formula,
-    references,
-)
+from lstm_lm.agreement.syntaxgym_formula import (Arithmetic, Comparison, Logical, Number, Region, evaluate,
+                                                 needed_regions, parse_formula, references)
 from lstm_lm.agreement.syntaxgym_suite import read_suite, read_syntaxgym
 from lstm_lm.errors import UserError
 

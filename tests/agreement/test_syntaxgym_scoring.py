@@ -14,13 +14,7 @@ from typer.testing import CliRunner
 
 from lstm_lm.agreement.formats import detect_format, read_suites
 from lstm_lm.agreement.scoring import token_log_probs
-from lstm_lm.agreement.syntaxgym_align import (
-    EMPTY,
-    EOS,
-    SCORED,
-    UNSCORABLE,
-    RegionAligner,
-)
+from lstm_lm.agreement.syntaxgym_align import EMPTY, EOS, SCORED, UNSCORABLE, RegionAligner
 from lstm_lm.agreement.syntaxgym_evaluate import evaluate_gym_suites
 from lstm_lm.agreement.syntaxgym_report import circuit, gym_suite_report, gym_summary
 from lstm_lm.agreement.syntaxgym_suite import GymSuite, read_suite
@@ -29,12 +23,7 @@ from lstm_lm.config import load_config
 from lstm_lm.data.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 from lstm_lm.model.language_model import LanguageModel
 from lstm_lm.rundir.run_files import LoadedRun, load_run
-from tests.agreement.test_agreement_learning import (
-    NOUNS,
-    PREPOSITIONS,
-    VERBS,
-    write_language,
-)
+from tests.agreement.test_agreement_learning import NOUNS, PREPOSITIONS, VERBS, write_language
 from tests.conftest import tiny_config, train_quietly
 
 runner = CliRunner()

@@ -12,12 +12,7 @@ from lstm_lm.data.corpus import load_corpus
 from lstm_lm.errors import UserError
 from lstm_lm.rundir.checkpoint import load_tensors, save_tensors
 from lstm_lm.train.progress import Reporter
-from tests.conftest import (
-    quiet_console,
-    tiny_config,
-    train_quietly,
-    write_synthetic_corpus,
-)
+from tests.conftest import quiet_console, tiny_config, train_quietly, write_synthetic_corpus
 
 runner = CliRunner()
 

@@ -10,11 +10,7 @@ from typer.testing import CliRunner
 from lstm_lm.cli import app
 from lstm_lm.errors import UserError
 from lstm_lm.hardware import machine, precision
-from lstm_lm.hardware.precision import (
-    fastest_precision,
-    resolve_precision,
-    run_precision,
-)
+from lstm_lm.hardware.precision import fastest_precision, resolve_precision, run_precision
 from tests.conftest import REPO
 
 runner = CliRunner()

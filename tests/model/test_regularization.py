@@ -12,16 +12,8 @@ import lstm_lm.model.stack as stack_module
 from lstm_lm.config import ModelConfig, load_config
 from lstm_lm.errors import ConfigError
 from lstm_lm.model.language_model import LanguageModel
-from lstm_lm.model.regularization import (
-    LockedDropout,
-    PlainDropout,
-    activation_penalty,
-    embedding_dropout,
-    is_recurrent_matrix,
-    keep_mask,
-    plain_dropout,
-    weight_dropped,
-)
+from lstm_lm.model.regularization import (LockedDropout, PlainDropout, activation_penalty, embedding_dropout,
+                                          is_recurrent_matrix, keep_mask, plain_dropout, weight_dropped)
 from lstm_lm.model.stack import LayerStack
 
 CPU = torch.device("cpu")

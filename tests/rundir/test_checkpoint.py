@@ -4,12 +4,7 @@ import torch
 from lstm_lm.config import load_config
 from lstm_lm.errors import UserError
 from lstm_lm.model.language_model import LanguageModel
-from lstm_lm.rundir.checkpoint import (
-    load_model_weights,
-    load_tensors,
-    model_weights,
-    save_tensors,
-)
+from lstm_lm.rundir.checkpoint import load_model_weights, load_tensors, model_weights, save_tensors
 
 
 def model(*overrides):

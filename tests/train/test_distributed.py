@@ -17,13 +17,7 @@ from lstm_lm.config import config_to_yaml, load_config
 from lstm_lm.data.corpus import load_corpus
 from lstm_lm.rundir.checkpoint import load_tensors
 from lstm_lm.rundir.run_files import read_metrics
-from lstm_lm.train.distributed import (
-    barrier,
-    gather,
-    join_world,
-    leave_without_teardown,
-    leave_world,
-)
+from lstm_lm.train.distributed import barrier, gather, join_world, leave_without_teardown, leave_world
 from lstm_lm.train.progress import Reporter
 from lstm_lm.train.trainer import Trainer
 from tests.conftest import quiet_console, subprocess_env, tiny_config, train_quietly

@@ -16,13 +16,7 @@ from lstm_lm.rundir.checkpoint import load_tensors
 from lstm_lm.rundir.run_files import load_run, read_metrics
 from lstm_lm.train.schedule import epoch_decay_lr, plateau_lr
 from lstm_lm.train.step import standalone_step
-from tests.conftest import (
-    REPO,
-    needs_cpu_bf16,
-    subprocess_env,
-    tiny_config,
-    train_quietly,
-)
+from tests.conftest import REPO, needs_cpu_bf16, subprocess_env, tiny_config, train_quietly
 
 
 def unigram_entropy(ids: torch.Tensor) -> float:
