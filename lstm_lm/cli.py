@@ -108,11 +108,39 @@ def evaluate(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16, fp16 or auto [default: the "
                                             "run's train.precision]."),
+    cache: Optional[int] = typer.Option(None, "--cache", min=1, metavar="WINDOW", help="Mix in a neural cache "
+                                        "over the last WINDOW positions (docs/adaptive-evaluation.md)."),
+    cache_theta: Optional[float] = typer.Option(None, "--cache-theta", help="The cache's θ [default: 0.662]."),
+    cache_lambda: Optional[float] = typer.Option(None, "--cache-lambda", help="The cache's weight λ [default: "
+                                                 "0.1279]."),
+    dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic evaluation: adapt the weights (in memory) to "
+                                 "the text as it is read."),
+    dynamic_lr: Optional[float] = typer.Option(None, "--dynamic-lr", help="Its step size η [default: 4e-5 × "
+                                               "segment / 20]."),
+    dynamic_decay: Optional[float] = typer.Option(None, "--dynamic-decay", help="Its decay λ toward the trained "
+                                                  "weights [default: 0.001 × segment / 20]."),
+    dynamic_segment: Optional[int] = typer.Option(None, "--dynamic-segment", min=1, help="Tokens per update "
+                                                  "[default: 20]."),
+    dynamic_train_tokens: Optional[int] = typer.Option(None, "--dynamic-train-tokens", min=1, help="Training "
+                                                       "tokens for its gradient statistics [default: 100000]."),
+    tune: bool = typer.Option(False, "--tune", help="Choose the settings of --cache / --dynamic on the valid "
+                              "split, then report valid and --split."),
+    tune_tokens: Optional[int] = typer.Option(None, "--tune-tokens", min=1, help="Valid tokens the dynamic "
+                                              "search reads [default: 30000]."),
 ) -> None:
-    """Perplexity (and bits per character for character models) of the best weights."""
+    """Perplexity (and bits per character for character models) of the best weights, plain or with the neural
+    cache and dynamic evaluation."""
+    from .evaluate.adaptive import AdaptiveOptions, evaluate_adaptive_run, report_lines
     from .evaluate.perplexity import evaluate_run
     from .hardware.device import resolve_device
 
+    adaptive = AdaptiveOptions(cache, cache_theta, cache_lambda, dynamic, dynamic_lr, dynamic_decay, dynamic_segment,
+                               dynamic_train_tokens, tune, tune_tokens)
+    adaptive.check(batch_size)
+    if adaptive.wanted:
+        report = evaluate_adaptive_run(run_dir, split, file, resolve_device(device), adaptive, batch_size, precision)
+        print(json.dumps(report) if as_json else "\n".join(report_lines(report)))
+        return
     report = evaluate_run(run_dir, split, file, resolve_device(device), batch_size, precision)
     if as_json:
         print(json.dumps(report))

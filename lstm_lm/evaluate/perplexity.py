@@ -15,7 +15,7 @@ from ..errors import UserError, print_warning
 from ..hardware.precision import autocast, resolve_precision, run_precision
 from ..model.language_model import LanguageModel
 from ..reading import read_text
-from ..rundir.run_files import load_run
+from ..rundir.run_files import LoadedRun, load_run
 from ..targets import IGNORE
 
 
@@ -74,9 +74,25 @@ def evaluate_run(run_dir: Path, split: str, file: Path | None, device: torch.dev
     """The numbers `lstm-lm evaluate` prints: tokens, loss, perplexity (and bits per character), computed in
     `precision` (fp32, bf16, fp16, auto; by default the precision the run was trained in, or fp32 where this
     machine cannot run that, said in a line to `warn`)."""
-    asked = None if precision is None else resolve_precision(precision, device, "--precision")  # before any work
+    run, dtype = load_for_scoring(run_dir, device, precision, warn)
+    ids, name = text_ids(run, split, file)
+    result = evaluate_ids(run.model, ids, run.tokenizer.boundary_id,
+                          batch_size or run.config.train.eval_batch_size, run.config.train.bptt, device, dtype)
+    return {"split": name, **result.numbers(with_bpc=run.tokenizer.kind == "char")}
+
+
+def load_for_scoring(run_dir: Path, device: torch.device, precision: str | None,
+                     warn: Callable[[str], None]) -> tuple[LoadedRun, torch.dtype | None]:
+    """The run, and the autocast dtype to score it in: `precision` where given (checked before any work), else
+    the run's own where this device can run it."""
+    asked = None if precision is None else resolve_precision(precision, device, "--precision")
     run = load_run(run_dir, device)
     dtype = asked if precision is not None else run_precision(run.config.train.precision, device, warn)
+    return run, dtype
+
+
+def text_ids(run: LoadedRun, split: str, file: Path | None) -> tuple[torch.Tensor, str]:
+    """The token ids of `file` (when given) or of a split of the run's corpus, and the name to report them by."""
     if file is not None:
         text, name = read_text(file, run.config.data.encoding), str(file)
     else:
@@ -86,6 +102,4 @@ def evaluate_run(run_dir: Path, split: str, file: Path | None, device: torch.dev
     ids = torch.tensor(run.tokenizer.encode_corpus(text), dtype=torch.int64)
     if ids.numel() == 0:
         raise UserError(f"{name}: no tokens to evaluate")
-    result = evaluate_ids(run.model, ids, run.tokenizer.boundary_id,
-                          batch_size or run.config.train.eval_batch_size, run.config.train.bptt, device, dtype)
-    return {"split": name, **result.numbers(with_bpc=run.tokenizer.kind == "char")}
+    return ids, name
