@@ -33,10 +33,11 @@ from lstm_lm.agreement.plot import plot_report
 from lstm_lm.agreement.report import suite_report
 from lstm_lm.agreement.suite import builtin_suite
 from lstm_lm.atomic import atomic_write_bytes, atomic_write_text
-from lstm_lm.config import Config, ModelConfig, load_config
+from lstm_lm.config import Config, load_config
 from lstm_lm.data.batches import batchify
 from lstm_lm.data.corpus import load_corpus
-from lstm_lm.model.language_model import LanguageModel, recurrent_layers, runs_layer_by_layer
+from lstm_lm.model.language_model import LanguageModel, runs_layer_by_layer
+from lstm_lm.model.sizing import matched_hidden_size, recurrent_parameters
 from lstm_lm.rundir.layout import RUN_INFO
 from lstm_lm.rundir.run_files import load_run
 from lstm_lm.train.run_training import train
@@ -52,22 +53,6 @@ START, END = "<!-- long-range-study:start -->\n", "<!-- long-range-study:end -->
 
 
 # ---- models of about the same size -----------------------------------------------------------------------------------
-
-def recurrent_parameters(model_config: ModelConfig) -> int:
-    return sum(parameter.numel() for parameter in recurrent_layers(model_config).parameters())
-
-
-def matched_hidden_size(model_config: ModelConfig, target: int) -> int:
-    """The hidden size whose recurrent layers have the parameter count nearest `target` (it grows with the size)."""
-    def count(size: int) -> int:
-        return recurrent_parameters(dataclasses.replace(model_config, hidden_size=size))
-
-    low, high = 1, 8 * model_config.hidden_size
-    while low < high:  # the smallest size reaching the target
-        middle = (low + high) // 2
-        low, high = (middle + 1, high) if count(middle) < target else (low, middle)
-    return min((low - 1, low), key=lambda size: abs(count(size) - target))
-
 
 def cell_configs(base: Config, cells: list[str]) -> dict[str, Config]:
     target = recurrent_parameters(dataclasses.replace(base.model, cell=REFERENCE_CELL))

@@ -42,15 +42,12 @@ from lstm_lm.agreement.report import suite_report
 from lstm_lm.agreement.synthetic_corpus import META_FILE, PAIRS_FILE, write_corpus
 from lstm_lm.agreement.synthetic_grammar import probe_distances
 from lstm_lm.atomic import atomic_write_text
-from lstm_lm.config import Config, ModelConfig, load_config
+from lstm_lm.config import Config, load_config
 from lstm_lm.data.corpus import load_corpus
 from lstm_lm.evaluate.figures import new_figure, save_figure
 from lstm_lm.hardware.machine import cpu_description
-from lstm_lm.model.language_model import (
-    LanguageModel,
-    recurrent_layers,
-    runs_layer_by_layer,
-)
+from lstm_lm.model.language_model import LanguageModel, runs_layer_by_layer
+from lstm_lm.model.sizing import matched_hidden_size, recurrent_parameters
 from lstm_lm.rundir.checkpoint import checkpoint_files, load_model_weights, load_tensors
 from lstm_lm.rundir.layout import RUN_INFO
 from lstm_lm.rundir.run_files import LoadedRun, load_run
@@ -76,22 +73,6 @@ START, END = "<!-- synthetic-agreement-study:start -->\n", "<!-- synthetic-agree
 
 
 # ---- configs: the same recurrent parameter count for every cell ----------------------------------------------------
-
-def recurrent_parameters(model: ModelConfig) -> int:
-    return sum(parameter.numel() for parameter in recurrent_layers(model).parameters())
-
-
-def matched_hidden_size(model: ModelConfig, target: int) -> int:
-    """The hidden size whose recurrent layers have the parameter count nearest `target` (it grows with the size)."""
-    def count(size: int) -> int:
-        return recurrent_parameters(dataclasses.replace(model, hidden_size=size))
-
-    low, high = 1, 8 * model.hidden_size
-    while low < high:  # the smallest size reaching the target
-        middle = (low + high) // 2
-        low, high = (middle + 1, high) if count(middle) < target else (low, middle)
-    return min((low - 1, low), key=lambda size: abs(count(size) - target))
-
 
 def variant_configs(base: Config, names: list[str], seeds: list[int]) -> dict[tuple[str, int], Config]:
     target = recurrent_parameters(dataclasses.replace(base.model, cell=REFERENCE_CELL))
