@@ -7,6 +7,7 @@
     softmax.py         the adaptive softmax
     regularization.py  dropouts (plain, locked, embedding, weight drop) and the AR/TAR penalties
     memory.py          allocating a model, refused with one line when it cannot fit
+    sizing.py          the hidden size that matches another cell's recurrent parameter count
 
 Imports: the kernels and the common modules only; never data, training or the run directory.
 """
