@@ -482,11 +482,13 @@ def interference_table(summaries: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def millions(tokens: int | None) -> str:
+    """Training tokens in millions for a table cell; None (never reached within the budget) as a dash."""
+    return "–" if tokens is None else f"{tokens / 1e6:.2f}"
+
+
 def learning_table(summaries: list[dict[str, Any]]) -> list[str]:
     along = summaries[0]["along"]
-
-    def millions(tokens: int | None) -> str:
-        return "–" if tokens is None else f"{tokens / 1e6:.2f}"
 
     return [
         (f"Along training: accuracy at distance 1 / at distances {', '.join(map(str, LONG))} (averaged), mean over "
@@ -503,9 +505,6 @@ def learning_table(summaries: list[dict[str, Any]]) -> list[str]:
 
 def primed_table(summaries: list[dict[str, Any]]) -> list[str]:
     middle = summaries[0]["midway"]
-
-    def millions(tokens: int | None) -> str:
-        return "–" if tokens is None else f"{tokens / 1e6:.2f}"
 
     return [
         (f"The same pairs read after {CONTEXT_SENTENCES} held-out sentences (the state they leave, as in training, "
